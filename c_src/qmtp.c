@@ -1,0 +1,141 @@
+/* Client lifecycle, growable buffers and result access. */
+#include "qmtp_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_TIMEOUT_MS 120000
+#define DEFAULT_STALL_MS 500
+#define DEFAULT_MAX_RESPONSE 65536
+
+qmtp_client *qmtp_new(void)
+{
+    qmtp_client *c = calloc(1, sizeof *c);
+
+    if (c == NULL) {
+        return NULL;
+    }
+    c->fd = -1;
+    c->connect_ms = DEFAULT_TIMEOUT_MS;
+    c->io_ms = DEFAULT_TIMEOUT_MS;
+    c->stall_ms = DEFAULT_STALL_MS;
+    c->max_response = DEFAULT_MAX_RESPONSE;
+    return c;
+}
+
+void qmtp_free(qmtp_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    qmtp_close(c);
+    qmtp_pkgs_clear(c);
+    free(c->pkgs);
+    free(c->slots);
+    free(c->host);
+    free(c->port);
+    qmtp_buf_free(&c->out);
+    qmtp_buf_free(&c->rcpts);
+    qmtp_buf_free(&c->sender);
+    qmtp_buf_free(&c->in);
+    qmtp_buf_free(&c->texts);
+    qmtp_buf_free(&c->stage);
+    free(c);
+}
+
+static int64_t at_least_1(int64_t ms)
+{
+    return ms < 1 ? 1 : ms;
+}
+
+void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_t stall_ms)
+{
+    c->connect_ms = at_least_1(connect_ms);
+    c->io_ms = at_least_1(io_ms);
+    c->stall_ms = at_least_1(stall_ms);
+}
+
+void qmtp_set_max_response(qmtp_client *c, size_t max)
+{
+    c->max_response = max > 999999999 ? 999999999 : max;
+}
+
+int qmtp_buf_reserve(struct qmtp_buf *b, size_t need)
+{
+    size_t cap;
+    char *p;
+
+    if (need <= b->cap - b->len) {
+        return QMTP_OK;
+    }
+    if (need > SIZE_MAX / 2 - b->len) {
+        return QMTP_E_TOOBIG;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len < need) {
+        cap *= 2;
+    }
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        return QMTP_E_NOMEM;
+    }
+    b->p = p;
+    b->cap = cap;
+    return QMTP_OK;
+}
+
+int qmtp_buf_append(struct qmtp_buf *b, const void *p, size_t len)
+{
+    int rc = qmtp_buf_reserve(b, len);
+
+    if (rc != QMTP_OK) {
+        return rc;
+    }
+    if (len > 0) {
+        memcpy(b->p + b->len, p, len);
+    }
+    b->len += len;
+    return QMTP_OK;
+}
+
+void qmtp_buf_free(struct qmtp_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void qmtp_batch_reset(qmtp_client *c)
+{
+    qmtp_pkgs_clear(c);
+    c->nslots = 0;
+    c->texts.len = 0;
+    c->saw_per_package = 0;
+}
+
+size_t qmtp_result_count(const qmtp_client *c)
+{
+    return c->nslots;
+}
+
+int qmtp_result_get(const qmtp_client *c, size_t i, qmtp_result *out)
+{
+    const struct qmtp_slot *s;
+
+    if (i >= c->nslots) {
+        return QMTP_E_ARG;
+    }
+    s = &c->slots[i];
+    out->code = s->code;
+    out->received = s->received;
+    out->per_package = s->per_package;
+    out->text = c->texts.p != NULL ? c->texts.p + s->off : "";
+    out->len = s->len;
+    return QMTP_OK;
+}
+
+int qmtp_saw_per_package(const qmtp_client *c)
+{
+    return c->saw_per_package;
+}

@@ -1,0 +1,134 @@
+/* QMTP client core (D. J. Bernstein, "Quick Mail Transfer Protocol").
+ *
+ * Plain C99 + POSIX sockets; knows nothing of Perl. One convention for
+ * errors: functions return 0 (QMTP_OK) or a negative qmtp_status, and the
+ * client keeps the details (qmtp_errstr, qmtp_sys_errno). A transport
+ * failure closes the connection: it is never reused.
+ *
+ * Sending is batch shaped so that pipelining (§2) and a single send() share
+ * one engine: describe packages with qmtp_pkg_*, then qmtp_run writes them
+ * and reads the answers in one poll loop. */
+#ifndef QMTP_H
+#define QMTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netstring.h"
+
+typedef struct qmtp_client qmtp_client;
+
+typedef enum qmtp_status {
+    QMTP_OK = 0,
+    QMTP_E_NOMEM = -1,   /* out of memory */
+    QMTP_E_RESOLVE = -2, /* host name did not resolve */
+    QMTP_E_CONNECT = -3, /* no address accepted a connection */
+    QMTP_E_IO = -4,      /* read or write failed (reset, broken pipe, ...) */
+    QMTP_E_TIMEOUT = -5, /* no progress within the timeout */
+    QMTP_E_EOF = -6,     /* the server closed the connection */
+    QMTP_E_PROTO = -7,   /* the server broke the protocol */
+    QMTP_E_TOOBIG = -8,  /* a length that cannot be represented */
+    QMTP_E_STATE = -9,   /* called in the wrong state (e.g. not connected) */
+    QMTP_E_ARG = -10,    /* bad argument (e.g. encoding byte) */
+    QMTP_E_FILE = -11    /* message file unusable, or changed while being sent */
+} qmtp_status;
+
+/* One recipient's outcome, in recipient order across the whole batch. */
+typedef struct qmtp_result {
+    char code;          /* 'K' accepted, 'Z' temporary, 'D' permanent */
+    int received;       /* 1: the server's own answer; 0: none came (code 'Z') */
+    int per_package;    /* 1: the server's one answer for the whole package */
+    const char *text;   /* borrowed: valid until the next qmtp_run/qmtp_batch_reset/qmtp_free */
+    size_t len;         /* text length; text may hold any byte, NUL included */
+} qmtp_result;
+
+/* A new client with default limits (connect 120 s, I/O 120 s, responses up
+ * to 64 KiB, half-close after 0.5 s of stalled answers). NULL only when out
+ * of memory. Free with qmtp_free. */
+qmtp_client *qmtp_new(void);
+
+/* Closes the connection (close(2) only, never shutdown: a forked child's
+ * copy must not end the parent's session) and frees everything. NULL is ok. */
+void qmtp_free(qmtp_client *c);
+
+/* Timeouts in milliseconds; 0 means "no waiting at all" is not allowed, so
+ * values below 1 are raised to 1. io_ms is an inactivity limit: any byte
+ * moved in either direction restarts it. stall_ms: see qmtp_run. */
+void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_t stall_ms);
+
+/* Largest response netstring payload accepted (default 65536, at most
+ * 999999999). A longer one is a protocol violation. */
+void qmtp_set_max_response(qmtp_client *c, size_t max);
+
+/* Closes any connection, then tries every address of host (IPv4 and IPv6,
+ * in resolver order), each with the connect timeout, until one accepts.
+ * host and port are copied. Returns 0 or QMTP_E_RESOLVE/QMTP_E_CONNECT/NOMEM. */
+int qmtp_connect(qmtp_client *c, const char *host, const char *port);
+
+/* Closes the connection if open (close(2) only). Returns 1 if one was open. */
+int qmtp_close(qmtp_client *c);
+
+/* 1 if a connection is open, else 0. */
+int qmtp_is_open(const qmtp_client *c);
+
+/* Milliseconds since the open connection was made (monotonic), or -1. */
+int64_t qmtp_age_ms(const qmtp_client *c);
+
+/* Checks, without blocking, that an idle open connection is still usable.
+ * Returns 1 if so; 0 after closing one the server hung up, reset or wrote
+ * unrequested bytes on (errstr says which); 0 also when none is open. */
+int qmtp_idle_check(qmtp_client *c);
+
+/* The peer of the open connection as "ADDR port N" (borrowed, valid until
+ * the next connect/free); "" when not connected. */
+const char *qmtp_peer(const qmtp_client *c);
+
+/* Forgets every queued package and result; closes files of unsent ones. */
+void qmtp_batch_reset(qmtp_client *c);
+
+/* Starts a package. enc must be '\n' or '\r' (QMTP_E_ARG otherwise). The
+ * sender bytes are copied. Returns 0 or a negative status. */
+int qmtp_pkg_begin(qmtp_client *c, char enc, const char *sender, size_t sender_len);
+
+/* Adds one recipient (copied) to the package begun last. */
+int qmtp_pkg_recipient(qmtp_client *c, const char *rcpt, size_t len);
+
+/* Sets the message from memory. msg is BORROWED: it must stay valid and
+ * unchanged until qmtp_run returns. */
+int qmtp_pkg_body(qmtp_client *c, const char *msg, size_t len);
+
+/* Sets the message from a file, opened now (regular files only) and read
+ * while sending. Returns QMTP_E_FILE with errstr naming the problem. */
+int qmtp_pkg_file(qmtp_client *c, const char *path);
+
+/* Completes the package begun last (it needs a body and a recipient). */
+int qmtp_pkg_end(qmtp_client *c);
+
+/* Writes every queued package and reads one answer per recipient, in a single
+ * poll loop. Afterwards every recipient has a result: an answer the server did
+ * not give (it closed, stalled past the timeout, or broke the protocol) is a
+ * 'Z' with received=0, and the connection is closed. When answers stall after
+ * some but not all of a package's, the writing side is half-closed: a server
+ * that answers once per package (mailfront) then hangs up, and its single
+ * answer stands for the package (per_package=1). Returns 0 when every package
+ * was written in full; otherwise the negative status of what stopped the
+ * writing (E_FILE, E_IO, E_EOF, E_TIMEOUT, E_STATE), connection closed. */
+int qmtp_run(qmtp_client *c);
+
+/* Results of the last qmtp_run. qmtp_result_get returns 0 and fills *out
+ * (pointers borrowed as documented on qmtp_result), or QMTP_E_ARG. */
+size_t qmtp_result_count(const qmtp_client *c);
+int qmtp_result_get(const qmtp_client *c, size_t i, qmtp_result *out);
+
+/* 1 if the last run saw a server answer once per package. */
+int qmtp_saw_per_package(const qmtp_client *c);
+
+/* Last error: status, text (borrowed, always NUL-terminated), saved errno. */
+int qmtp_err(const qmtp_client *c);
+const char *qmtp_errstr(const qmtp_client *c);
+int qmtp_sys_errno(const qmtp_client *c);
+
+/* A static English description of a status. */
+const char *qmtp_strerror(int status);
+
+#endif

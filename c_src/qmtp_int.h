@@ -1,0 +1,94 @@
+/* Private to c_src/: the client's layout and the helpers its files share.
+ * Nothing outside c_src/ may include this. */
+#ifndef QMTP_INT_H
+#define QMTP_INT_H
+
+#include "qmtp.h"
+
+#include <sys/types.h>
+
+/* One package waiting to be written. Head and tail bytes live in the
+ * client's out buffer (offsets, because the buffer may move when it grows);
+ * the body is either borrowed memory or a file read while writing. */
+struct qmtp_pkg {
+    size_t head_off;
+    size_t head_len;   /* "LEN:" and the encoding byte */
+    size_t tail_off;
+    size_t tail_len;   /* "," NS(sender) NS(recipients) */
+    const char *body;  /* memory body, or NULL for a file */
+    uint64_t body_len; /* bytes of message, encoding byte excluded */
+    int fd;            /* file body, or -1 */
+    char *path;        /* for error texts; owned */
+    size_t nrcpt;
+    char enc;          /* '\n' or '\r' */
+};
+
+struct qmtp_slot {     /* one recipient's result */
+    char code;
+    unsigned char received;
+    unsigned char per_package;
+    size_t off;        /* text in the client's texts buffer */
+    size_t len;
+};
+
+struct qmtp_buf {
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
+struct qmtp_client {
+    int fd;
+    int64_t connected_at;   /* monotonic ms */
+    char peer[80];
+    char *host;             /* of the last connect, to know if the server changed */
+    char *port;
+
+    int64_t connect_ms;
+    int64_t io_ms;
+    int64_t stall_ms;
+    size_t max_response;
+    int per_package_server; /* learnt hint: this server answers once per package */
+
+    int err;
+    int sys_errno;
+    char errstr[256];
+
+    struct qmtp_buf out;    /* heads and tails of queued packages */
+    struct qmtp_buf rcpts;  /* NS(rcpt)... of the package being built */
+    struct qmtp_buf sender; /* sender of the package being built */
+    struct qmtp_buf in;     /* bytes read, not yet parsed */
+    struct qmtp_buf texts;  /* response texts of the last run */
+    struct qmtp_buf stage;  /* file bytes read, not yet written */
+
+    struct qmtp_pkg *pkgs;
+    size_t npkgs;
+    size_t pkgcap;
+    int building;           /* a package is begun but not ended */
+    int body_set;
+
+    struct qmtp_slot *slots;
+    size_t nslots;
+    size_t slotcap;
+    int saw_per_package;
+};
+
+/* Monotonic clock in milliseconds. */
+int64_t qmtp_now_ms(void);
+
+/* Records an error (errno-free when sys_errno is 0) and returns status. */
+int qmtp_fail(qmtp_client *c, int status, int sys_errno, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Grows b to hold at least need more bytes. 0 or QMTP_E_NOMEM/E_TOOBIG. */
+int qmtp_buf_reserve(struct qmtp_buf *b, size_t need);
+int qmtp_buf_append(struct qmtp_buf *b, const void *p, size_t len);
+void qmtp_buf_free(struct qmtp_buf *b);
+
+/* Closes queued files and forgets queued packages (not the results). */
+void qmtp_pkgs_clear(qmtp_client *c);
+
+#endif

@@ -1,0 +1,252 @@
+/* Connections: name resolution, connect with a deadline, idle checks.
+ * Every socket is non-blocking and close-on-exec; all waiting is poll(2)
+ * against a monotonic deadline, never alarm(2) or SO_RCVTIMEO. */
+#define _GNU_SOURCE 1
+#include "qmtp_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t qmtp_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *copy_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+
+    if (p != NULL) {
+        memcpy(p, s, n);
+    }
+    return p;
+}
+
+static void describe_address(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN];
+    unsigned port = 0;
+    const void *addr = NULL;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        addr = &in->sin_addr;
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        addr = &in6->sin6_addr;
+        port = ntohs(in6->sin6_port);
+    }
+    if (addr == NULL || inet_ntop(sa->sa_family, addr, host, sizeof host) == NULL) {
+        snprintf(out, outlen, "(unknown address)");
+        return;
+    }
+    snprintf(out, outlen, "%s port %u", host, port);
+}
+
+static int open_socket(int family)
+{
+    int fd;
+
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+    fd = socket(family, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
+#endif
+    return fd;
+}
+
+/* One address: 0 connected, else the errno that stopped it (ETIMEDOUT for
+ * our own deadline). */
+static int connect_one(qmtp_client *c, const struct addrinfo *ai, int *fd_out)
+{
+    int fd = open_socket(ai->ai_family);
+    int64_t deadline = qmtp_now_ms() + c->connect_ms;
+    int soerr = 0;
+    socklen_t soerrlen = sizeof soerr;
+    int one = 1;
+
+    if (fd < 0) {
+        return errno;
+    }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS && errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return e;
+        }
+        for (;;) {
+            struct pollfd p;
+            int64_t left = deadline - qmtp_now_ms();
+            int r;
+
+            if (left <= 0) {
+                close(fd);
+                return ETIMEDOUT;
+            }
+            p.fd = fd;
+            p.events = POLLOUT;
+            p.revents = 0;
+            r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+            if (r > 0) {
+                break;
+            }
+            if (r < 0 && errno != EINTR) {
+                int e = errno;
+                close(fd);
+                return e;
+            }
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerrlen) != 0) {
+            soerr = errno;
+        }
+        if (soerr != 0) {
+            close(fd);
+            return soerr;
+        }
+    }
+    /* A package must leave at once, not wait for the previous one's ACK. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *fd_out = fd;
+    return 0;
+}
+
+static int same_server(const qmtp_client *c, const char *host, const char *port)
+{
+    return c->host != NULL && c->port != NULL && strcmp(c->host, host) == 0 &&
+           strcmp(c->port, port) == 0;
+}
+
+int qmtp_connect(qmtp_client *c, const char *host, const char *port)
+{
+    struct addrinfo hints;
+    struct addrinfo *list = NULL;
+    struct addrinfo *ai;
+    int gai;
+    int last_errno = 0;
+    char where[sizeof c->peer] = "";
+
+    qmtp_close(c);
+    if (!same_server(c, host, port)) {
+        char *h = copy_string(host);
+        char *p = copy_string(port);
+
+        if (h == NULL || p == NULL) {
+            free(h);
+            free(p);
+            return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+        }
+        free(c->host);
+        free(c->port);
+        c->host = h;
+        c->port = p;
+        c->per_package_server = 0;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    gai = getaddrinfo(host, port, &hints, &list);
+    if (gai != 0) {
+        return qmtp_fail(c, QMTP_E_RESOLVE, gai == EAI_SYSTEM ? errno : 0,
+                         "cannot resolve '%s' port '%s': %s", host, port, gai_strerror(gai));
+    }
+    for (ai = list; ai != NULL; ai = ai->ai_next) {
+        int fd = -1;
+
+        describe_address(ai->ai_addr, where, sizeof where);
+        last_errno = connect_one(c, ai, &fd);
+        if (last_errno == 0) {
+            c->fd = fd;
+            c->connected_at = qmtp_now_ms();
+            memcpy(c->peer, where, sizeof c->peer);
+            freeaddrinfo(list);
+            c->err = QMTP_OK;
+            return QMTP_OK;
+        }
+    }
+    freeaddrinfo(list);
+    if (last_errno == ETIMEDOUT) {
+        return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
+                         host, where, (double)c->connect_ms / 1000.0);
+    }
+    return qmtp_fail(c, QMTP_E_CONNECT, last_errno, "cannot connect to %s (%s)", host, where);
+}
+
+int qmtp_close(qmtp_client *c)
+{
+    if (c->fd < 0) {
+        return 0;
+    }
+    /* close(2) even on EINTR: retrying could close a descriptor another
+     * thread has just been given. */
+    close(c->fd);
+    c->fd = -1;
+    c->peer[0] = '\0';
+    return 1;
+}
+
+int qmtp_is_open(const qmtp_client *c)
+{
+    return c->fd >= 0;
+}
+
+int64_t qmtp_age_ms(const qmtp_client *c)
+{
+    return c->fd >= 0 ? qmtp_now_ms() - c->connected_at : -1;
+}
+
+const char *qmtp_peer(const qmtp_client *c)
+{
+    return c->peer;
+}
+
+int qmtp_idle_check(qmtp_client *c)
+{
+    struct pollfd p;
+    char byte;
+    ssize_t n;
+
+    if (c->fd < 0) {
+        return 0;
+    }
+    p.fd = c->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, 0) <= 0) {
+        return 1; /* nothing to read: the usual healthy state */
+    }
+    do {
+        n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return 1;
+    }
+    if (n == 0) {
+        qmtp_fail(c, QMTP_E_EOF, 0, "the server closed the idle connection");
+    } else if (n < 0) {
+        qmtp_fail(c, QMTP_E_IO, errno, "the idle connection failed");
+    } else {
+        qmtp_fail(c, QMTP_E_PROTO, 0, "the server sent bytes on an idle connection");
+    }
+    qmtp_close(c);
+    return 0;
+}
