@@ -1,0 +1,236 @@
+/* Perl glue for the QMTP core in c_src/: unpack arguments, call the core,
+ * build return values. Policy lives in lib/Net/QMTP.pm. */
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#define NEED_mg_findext
+#define NEED_sv_2pvbyte
+#include "ppport.h"
+
+#include "qmtp.h"
+
+/* The C client rides on the object's hash as ext magic, so the object
+ * stays a plain blessed hash that subclasses can extend. */
+static int client_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    PERL_UNUSED_ARG(sv);
+    qmtp_free((qmtp_client *)mg->mg_ptr);
+    mg->mg_ptr = NULL;
+    return 0;
+}
+
+static MGVTBL client_vtbl = { NULL, NULL, NULL, NULL, client_free, NULL, NULL, NULL };
+
+static qmtp_client *find_client(pTHX_ SV *sv)
+{
+    MAGIC *mg;
+
+    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVHV) {
+        return NULL;
+    }
+    mg = mg_findext(SvRV(sv), PERL_MAGIC_ext, &client_vtbl);
+    return mg != NULL ? (qmtp_client *)mg->mg_ptr : NULL;
+}
+
+static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func)
+{
+    qmtp_client *c = find_client(aTHX_ sv);
+
+    if (c == NULL) {
+        croak("%s: not a Net::QMTP object", func);
+    }
+    return c;
+}
+
+/* Bytes of a string argument; croaks, naming it, if it holds characters
+ * above 0xFF (a netstring length counts bytes, not characters). */
+static const char *bytes_of(pTHX_ SV *sv, const char *what, STRLEN *len)
+{
+    if (!SvOK(sv)) {
+        croak("Undefined %s", what);
+    }
+    if (SvUTF8(sv) && !sv_utf8_downgrade(sv, TRUE)) {
+        croak("Wide character in %s", what);
+    }
+    return SvPVbyte(sv, *len);
+}
+
+static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file)
+{
+    STRLEN len;
+    const char *p = bytes_of(aTHX_ enc, "encoding", &len);
+    char enc_byte = len == 1 ? p[0] : '\0';
+    SSize_t i;
+    SSize_t last = av_len(rcpts);
+    int rc;
+
+    p = bytes_of(aTHX_ sender, "sender", &len);
+    rc = qmtp_pkg_begin(c, enc_byte, p, len);
+    for (i = 0; rc == QMTP_OK && i <= last; i++) {
+        SV **rcpt = av_fetch(rcpts, i, 0);
+        if (rcpt == NULL) {
+            croak("Undefined recipient");
+        }
+        p = bytes_of(aTHX_ *rcpt, "recipient", &len);
+        rc = qmtp_pkg_recipient(c, p, len);
+    }
+    if (rc == QMTP_OK && SvOK(file)) {
+        rc = qmtp_pkg_file(c, bytes_of(aTHX_ file, "file name", &len));
+    } else if (rc == QMTP_OK) {
+        p = bytes_of(aTHX_ message, "message", &len);
+        rc = qmtp_pkg_body(c, p, len);
+    }
+    return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
+}
+
+static SV *results_av(pTHX_ const qmtp_client *c)
+{
+    AV *all = newAV();
+    size_t i;
+    size_t n = qmtp_result_count(c);
+
+    av_extend(all, n);
+    for (i = 0; i < n; i++) {
+        qmtp_result r;
+        AV *one = newAV();
+
+        qmtp_result_get(c, i, &r);
+        av_push(one, newSVpvn(&r.code, 1));
+        av_push(one, newSVpvn(r.text, r.len));
+        av_push(one, newSViv(r.received));
+        av_push(one, newSViv(r.per_package));
+        av_push(all, newRV_noinc((SV *)one));
+    }
+    return newRV_noinc((SV *)all);
+}
+
+MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
+
+PROTOTYPES: DISABLE
+
+void
+_attach(self)
+    SV *self
+  PREINIT:
+    qmtp_client *c;
+  CODE:
+    if (!SvROK(self) || SvTYPE(SvRV(self)) != SVt_PVHV || find_client(aTHX_ self) != NULL) {
+        croak("Net::QMTP::_attach: needs a new Net::QMTP hash");
+    }
+    c = qmtp_new();
+    if (c == NULL) {
+        croak("Net::QMTP: out of memory");
+    }
+    sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &client_vtbl, (const char *)c, 0);
+
+void
+_configure(c, connect_s, io_s, stall_s, max_response)
+    qmtp_client *c
+    NV connect_s
+    NV io_s
+    NV stall_s
+    UV max_response
+  CODE:
+    qmtp_set_timeouts(c, (int64_t)(connect_s * 1000), (int64_t)(io_s * 1000), (int64_t)(stall_s * 1000));
+    qmtp_set_max_response(c, (size_t)max_response);
+
+int
+_connect(c, host, port)
+    qmtp_client *c
+    const char *host
+    const char *port
+  CODE:
+    RETVAL = qmtp_connect(c, host, port) == QMTP_OK;
+  OUTPUT:
+    RETVAL
+
+int
+_close(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_close(c);
+  OUTPUT:
+    RETVAL
+
+void
+_destroy(self)
+    SV *self
+  PREINIT:
+    qmtp_client *c;
+  CODE:
+    /* Never croaks: DESTROY may meet a half-built object. */
+    c = find_client(aTHX_ self);
+    if (c != NULL) {
+        qmtp_close(c);
+    }
+
+int
+_is_open(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_is_open(c);
+  OUTPUT:
+    RETVAL
+
+int
+_idle_check(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_idle_check(c);
+  OUTPUT:
+    RETVAL
+
+NV
+_age(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = (NV)qmtp_age_ms(c) / 1000.0;
+  OUTPUT:
+    RETVAL
+
+const char *
+_peer(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_peer(c);
+  OUTPUT:
+    RETVAL
+
+void
+_error(c)
+    qmtp_client *c
+  PPCODE:
+    EXTEND(SP, 3);
+    mPUSHi(qmtp_err(c));
+    mPUSHp(qmtp_errstr(c), strlen(qmtp_errstr(c)));
+    mPUSHi(qmtp_sys_errno(c));
+
+void
+_send(c, enc, sender, rcpts, message, file)
+    qmtp_client *c
+    SV *enc
+    SV *sender
+    AV *rcpts
+    SV *message
+    SV *file
+  PREINIT:
+    int rc;
+  PPCODE:
+    qmtp_batch_reset(c);
+    rc = fill_package(aTHX_ c, enc, sender, rcpts, message, file);
+    if (rc == QMTP_OK) {
+        rc = qmtp_run(c);
+    }
+    EXTEND(SP, 2);
+    mPUSHi(rc);
+    mPUSHs(results_av(aTHX_ c));
+
+int
+_saw_per_package(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_saw_per_package(c);
+  OUTPUT:
+    RETVAL

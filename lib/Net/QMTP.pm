@@ -1,0 +1,613 @@
+package Net::QMTP;
+
+use 5.008001;
+use strict;
+use warnings;
+
+use Carp qw(carp croak);
+
+our $VERSION = '1.00';
+
+require XSLoader;
+XSLoader::load('Net::QMTP', $VERSION);
+
+# The C client cannot be shared between interpreters: a new thread gets no
+# copy (its clone of the object is undef), so nothing is closed twice.
+sub CLONE_SKIP { 1 }
+
+my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
+my %ENCODING = (unix => "\012", dos => "\015");
+
+my %OPTION = map { $_ => 1 } qw(
+    Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse
+);
+
+sub new {
+    my $proto = shift;
+    my $class = ref($proto) || $proto
+        or croak 'Net::QMTP::new is a class method: Net::QMTP->new(HOST, %options)';
+    my $server = shift or croak 'No server specified in constructor';
+    croak 'Net::QMTP->new: options must be NAME => VALUE pairs' if @_ % 2;
+    my %args = @_;
+    for my $name (sort keys %args) {
+        carp "Net::QMTP->new: unknown option '$name' ignored" unless $OPTION{$name};
+    }
+    my $self = bless {
+        SENDER       => undef,
+        RECIPIENTS   => [],
+        MESSAGE      => undef,
+        MSGFILE      => undef,
+        ENCODING     => ($/ eq "\015\012" ? "\015" : "\012"),
+        SERVER       => $server,
+        PORT         => 209,
+        DEBUG        => ($args{Debug} ? 1 : undef),
+        TIMEOUT      => undef,
+        CONNECTTIME  => undef,
+        SESSIONLIMIT => 3600,
+        QMTP_IO_TIMEOUT => 120,
+        QMTP_HALFCLOSE  => 0.5,
+        QMTP_MAXRESP    => 65536,
+        QMTP_ERROR      => undef,
+        QMTP_RESPONSES  => [],
+        QMTP_WANTED     => 0,
+    }, $class;
+    _attach($self);
+
+    $self->{PORT} = _check_port($args{Port}) if $args{Port};
+    $self->{TIMEOUT} = _seconds('ConnectTimeout', $args{ConnectTimeout}) if $args{ConnectTimeout};
+    $self->{QMTP_IO_TIMEOUT} = _seconds('Timeout', $args{Timeout}) if defined $args{Timeout};
+    $self->{SESSIONLIMIT} = _seconds('SessionLimit', $args{SessionLimit}) if defined $args{SessionLimit};
+    $self->{QMTP_HALFCLOSE} = _seconds('HalfCloseAfter', $args{HalfCloseAfter})
+        if defined $args{HalfCloseAfter};
+    if (defined $args{MaxResponse}) {
+        $args{MaxResponse} =~ /\A[1-9][0-9]{0,8}\z/
+            or croak "MaxResponse must be a whole number of bytes from 1 to 999999999, not '$args{MaxResponse}'";
+        $self->{QMTP_MAXRESP} = $args{MaxResponse};
+    }
+    $self->_configure_core;
+    $self->_debug("Net::QMTP $VERSION, server $server");
+
+    unless ($args{DeferConnect}) {
+        unless ($self->reconnect) {
+            $@ = $self->{QMTP_ERROR};
+            return undef;
+        }
+    }
+    return $self;
+}
+
+sub _check_port {
+    my ($port) = @_;
+    return $port if $port =~ /\A[0-9]+\z/ && $port >= 1 && $port <= 65535;
+    return $port if $port =~ /\A[A-Za-z][A-Za-z0-9-]*\z/; # a service name, e.g. 'qmtp'
+    croak "Port must be a number from 1 to 65535 or a service name, not '$port'";
+}
+
+sub _seconds {
+    my ($name, $value) = @_;
+    no warnings 'numeric';
+    return $value + 0
+        if defined $value && $value =~ /\A\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\z/
+        && $value > 0;
+    croak "$name must be a positive number of seconds, not '" . (defined $value ? $value : 'undef') . "'";
+}
+
+sub _configure_core {
+    my $self = shift;
+    _configure($self, $self->{TIMEOUT} || 120, $self->{QMTP_IO_TIMEOUT},
+        $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP});
+}
+
+# Byte strings only: a netstring's length counts bytes.
+sub _bytes {
+    my ($what, $value) = @_;
+    return $value unless defined $value && utf8::is_utf8($value);
+    utf8::downgrade($value, 1) or croak "Wide character in $what";
+    return $value;
+}
+
+sub _fail {
+    my ($self, $why) = @_;
+    $self->{QMTP_ERROR} = $why;
+    $self->_debug("error: $why");
+    return undef;
+}
+
+sub _core_error {
+    my $self = shift;
+    my (undef, $text) = _error($self);
+    return $self->_fail($text);
+}
+
+sub error {
+    my $self = shift;
+    return $self->{QMTP_ERROR};
+}
+
+sub server {
+    my $self = shift;
+    $self->{SERVER} = shift if @_;
+    return $self->{SERVER};
+}
+
+sub sender {
+    my $self = shift;
+    $self->{SENDER} = _bytes('sender', shift) if @_;
+    return $self->{SENDER};
+}
+
+sub recipient {
+    my $self = shift;
+    if (@_) {
+        my $rcpt = shift;
+        croak 'Undefined recipient' unless defined $rcpt;
+        push @{ $self->{RECIPIENTS} }, _bytes('recipient', $rcpt);
+    }
+    return $self->{RECIPIENTS};
+}
+
+sub message {
+    my $self = shift;
+    if ($self->{MSGFILE}) {
+        carp 'Message already created by message_from_file()';
+        return undef;
+    }
+    if (@_) {
+        my $text = shift;
+        $text = '' unless defined $text;
+        $text = _bytes('message', $text) if utf8::is_utf8($text);
+        if (defined $self->{MESSAGE}) {
+            $self->{MESSAGE} .= $text;
+        } else {
+            $self->{MESSAGE} = $text;
+        }
+    }
+    return $self->{MESSAGE};
+}
+
+sub message_from_file {
+    my $self = shift;
+    if (defined $self->{MESSAGE}) {
+        carp 'Message already created by message()';
+        return undef;
+    }
+    my $file = shift or return $self->{MSGFILE};
+    $self->{MSGFILE} = _bytes('file name', $file);
+    return $self->{MSGFILE};
+}
+
+sub encoding {
+    my $self = shift;
+    my $name = shift or return $self->{ENCODING};
+    croak "Unknown encoding: '$name'" unless exists $ENCODING{$name};
+    return $self->{ENCODING} = $ENCODING{$name};
+}
+
+sub new_envelope {
+    my $self = shift;
+    $self->{SENDER} = undef;
+    $self->{RECIPIENTS} = [];
+    return 1;
+}
+
+sub new_message {
+    my $self = shift;
+    $self->{MESSAGE} = undef;
+    $self->{MSGFILE} = undef;
+    return 1;
+}
+
+sub responses {
+    my $self = shift;
+    return $self->{QMTP_RESPONSES};
+}
+
+sub _server_and_port {
+    my $self = shift;
+    my $server = $self->{SERVER};
+    return ($1, defined $2 ? $2 : $self->{PORT}) if $server =~ /\A\[([^\]]+)\](?::([^:]+))?\z/;
+    return ($1, $2) if $server =~ /\A([^:]*):([^:]+)\z/;
+    return ($server, $self->{PORT}); # a name, an IPv4 address or a bare IPv6 address
+}
+
+sub reconnect {
+    my $self = shift;
+    $self->{QMTP_ERROR} = undef;
+    $self->{QMTP_WANTED} = 0;
+    _close($self);
+    defined $self->{SERVER} && length $self->{SERVER}
+        or return $self->_fail('no server: call server() first');
+    my ($host, $port) = $self->_server_and_port;
+    $self->_debug("connecting to $host port $port");
+    _connect($self, $host, "$port") or return $self->_core_error;
+    $self->{QMTP_WANTED} = 1;
+    $self->{CONNECTTIME} = time;
+    $self->_debug('connected to ' . _peer($self));
+    return 1;
+}
+
+sub disconnect {
+    my $self = shift;
+    my $was_open = _close($self);
+    my $was_wanted = $self->{QMTP_WANTED};
+    $self->{QMTP_WANTED} = 0;
+    unless ($was_open || $was_wanted) {
+        carp 'Socket is not defined';
+        return $self->_fail('not connected');
+    }
+    $self->{QMTP_ERROR} = undef;
+    $self->_debug('disconnected');
+    return 1;
+}
+
+# A package must start on a connection that is open, not past the session
+# limit, and not closed by the server while it sat idle; anything else is
+# reopened first (the caller asked for a connection and has not dropped it).
+sub _ready_connection {
+    my $self = shift;
+    $self->{QMTP_WANTED} or return $self->_fail('not connected: call reconnect() first');
+    my $why;
+    if (!_is_open($self)) {
+        $why = 'the previous connection was closed';
+    } elsif (_age($self) >= $self->{SESSIONLIMIT}) {
+        $why = "the connection is older than the session limit of $self->{SESSIONLIMIT} s";
+    } elsif (!_idle_check($self)) {
+        (undef, $why) = _error($self);
+    }
+    return 1 unless defined $why;
+    $self->_debug("reconnecting: $why");
+    return $self->reconnect;
+}
+
+sub send {
+    my $self = shift;
+    $self->{QMTP_RESPONSES} = [];
+    $self->{QMTP_ERROR} = undef;
+    defined $self->{SENDER} or return $self->_fail('no sender: call sender() first');
+    @{ $self->{RECIPIENTS} } or return $self->_fail('no recipient: call recipient() first');
+    defined $self->{MESSAGE} || $self->{MSGFILE}
+        or return $self->_fail('no message: call message() or message_from_file() first');
+    $self->{ENCODING} or return $self->_fail('no encoding: call encoding() first');
+    $self->_ready_connection or return undef;
+
+    my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
+    $self->_debug_package($file) if $self->{DEBUG};
+    my ($status, $results) = _send($self, $self->{ENCODING}, $self->{SENDER},
+        $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+
+    my (%by_rcpt, @ordered);
+    my $rcpts = $self->{RECIPIENTS};
+    for my $i (0 .. $#$results) {
+        my ($code, $text, $received, $per_package) = @{ $results->[$i] };
+        my $value = $PREFIX{$code} . $text;
+        $self->_debug("<<< $code" . _printable($text) . ($received ? '' : ' (not received)'))
+            if $self->{DEBUG} && ($i == 0 || !$per_package);
+        $by_rcpt{ $rcpts->[$i] } = $value;
+        push @ordered, {
+            recipient   => $rcpts->[$i],
+            code        => $code,
+            text        => $text,
+            response    => $value,
+            received    => $received,
+            per_package => $per_package,
+        };
+    }
+    $self->{QMTP_RESPONSES} = \@ordered;
+    if ($status < 0) {
+        my ($code, $why) = _error($self);
+        carp $why if $file && $why =~ /\AFile '|\ACannot \w+ file '/;
+        return $self->_fail($why);
+    }
+    return \%by_rcpt;
+}
+
+sub DESTROY {
+    my $self = shift;
+    _destroy($self);
+}
+
+# Debug output in libnet's form: ">>>" what is sent, "<<<" what came back.
+sub _debug {
+    my ($self, $line) = @_;
+    return unless $self->{DEBUG};
+    warn "$self $line\n";
+}
+
+sub _printable {
+    my $s = shift;
+    $s =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ge;
+    return $s;
+}
+
+sub _debug_package {
+    my ($self, $file) = @_;
+    my $len = $file ? (-s $file || 0) : length $self->{MESSAGE};
+    my $head = ($len + 1) . ':' . _printable($self->{ENCODING});
+    my $body = $file ? "[file $file, $len bytes]"
+             : $len > 64 ? _printable(substr($self->{MESSAGE}, 0, 48)) . "...[$len bytes]"
+             : _printable($self->{MESSAGE});
+    my $rcpts = join '', map { length($_) . ":$_," } @{ $self->{RECIPIENTS} };
+    $self->_debug(">>> $head$body," . length($self->{SENDER}) . ':' . _printable($self->{SENDER}) . ','
+        . length($rcpts) . ':' . _printable($rcpts) . ',');
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+Net::QMTP - Quick Mail Transfer Protocol (QMTP) client, with a C core
+
+=head1 SYNOPSIS
+
+ use Net::QMTP;
+
+ my $qmtp = Net::QMTP->new('mail.example.org', Timeout => 30)
+     or die "cannot connect: $@";
+
+ $qmtp->sender('sender@example.org');
+ $qmtp->recipient('foo@example.org');
+ $qmtp->recipient('bar@example.org');
+ $qmtp->message($text);               # or $qmtp->message_from_file($path)
+
+ my $result = $qmtp->send or die 'send failed: ' . $qmtp->error;
+ for my $rcpt (keys %$result) {
+     print "$rcpt: $result->{$rcpt}\n";   # "success: ...", "deferral: ..." or "failure: ..."
+ }
+ $qmtp->disconnect;
+
+=head1 DESCRIPTION
+
+QMTP is D. J. Bernstein's replacement for SMTP between mail servers: the
+message size is declared up front, there is no round trip per recipient,
+and many messages can follow each other on one connection. qmail's
+C<qmail-qmtpd>, mailfront and other servers speak it, usually on port 209.
+
+This module is a drop-in replacement for Net::QMTP 0.06 by James Raftery:
+every method of that module behaves as it did, so scripts written for it
+run unchanged. The protocol is implemented in C, and the module adds what
+0.06 lacked: it never dies or hangs because of what a server does, it
+has read and write timeouts, it says why something failed, and it sends
+each message in a single write.
+
+=head1 CONSTRUCTOR
+
+=head2 new(HOST [, OPTIONS])
+
+Creates a client and, unless C<DeferConnect> is given, connects to
+C<HOST>. Returns the object, or C<undef> when the connection failed; then
+C<$@> says why. Dies (C<croak>) without a C<HOST> ("No server specified in
+constructor") or with an invalid option value.
+
+C<HOST> is a host name, an IPv4 address or an IPv6 address, optionally
+with a port: C<host:port>, C<[2001:db8::1]:port> or C<[2001:db8::1]>. Every
+address the name resolves to, IPv6 and IPv4, is tried in turn until one
+accepts the connection.
+
+OPTIONS are name/value pairs:
+
+=over 4
+
+=item Port
+
+TCP port (number or service name) used when C<HOST> names none. Default 209.
+
+=item ConnectTimeout
+
+Seconds to wait for each address to accept the connection. Default 120.
+
+=item Timeout
+
+Inactivity timeout in seconds, fractions allowed, for every read and
+write: a wait ends when nothing moved for this long, while a slow but
+moving transfer is never cut. Default 120 (libnet's convention).
+
+=item DeferConnect
+
+True: do not connect now; call C<reconnect()> before C<send()>.
+
+=item Debug
+
+True: print what goes over the wire and what the client does, through
+C<warn>, in libnet's C<E<gt>E<gt>E<gt>> (sent) and C<E<lt>E<lt>E<lt>>
+(received) form. Message bodies are abbreviated.
+
+=item SessionLimit
+
+Seconds a connection may be used for new messages. QMTP servers end a
+session after an hour, so by default (3600) a connection that old is
+replaced by a new one before the next message starts.
+
+=item HalfCloseAfter
+
+Seconds to wait, once some but not all answers of a message have come,
+before concluding that the server answers once per message. Default 0.5.
+See L</"SERVERS THAT ANSWER ONCE PER MESSAGE">.
+
+=item MaxResponse
+
+The longest answer accepted from the server, in bytes (default 65536);
+a longer one is treated as a protocol violation.
+
+=back
+
+=head1 METHODS
+
+=head2 sender(ADDRESS), sender()
+
+Sets or returns the envelope sender (C<undef> until set). The empty string
+is the valid null sender used for bounces. Addresses are sent as given,
+without angle brackets.
+
+=head2 recipient(ADDRESS), recipient()
+
+Adds one recipient. Returns a reference to the list of recipients (an
+empty list when there are none). Order and duplicates are kept.
+
+=head2 server(HOST), server()
+
+Sets or returns the server. A new server takes effect at the next
+C<reconnect()>.
+
+=head2 message(TEXT), message()
+
+Appends C<TEXT> to the message and returns the whole message. C<message('')>
+makes a valid empty message. The bytes are sent exactly as given: the
+message must already be a complete RFC 5322 message with line endings
+matching C<encoding()>. If the message comes from a file, this warns
+(C<carp>) "Message already created by message_from_file()" and returns
+C<undef>.
+
+=head2 message_from_file(FILE), message_from_file()
+
+Uses the contents of C<FILE> as the message, read when C<send()> runs (the
+file need not exist yet). Without an argument returns the file name. If
+the message was made with C<message()>, this warns "Message already
+created by message()" and returns C<undef>. The file is streamed to the
+server, never held in memory whole. If its size changes while it is being
+sent, the message is aborted by closing the connection (the server then
+discards it, as the protocol provides) and C<send()> returns C<undef>.
+
+=head2 encoding('unix' | 'dos'), encoding()
+
+Sets or returns the encoding byte sent in front of the message: C<"\012">
+for unix (lines end in LF), C<"\015"> for dos (lines end in CR LF). Any
+other name dies with "Unknown encoding: 'NAME'". The default is dos when
+C<$/> is C<"\015\012"> at construction, unix otherwise. The message bytes are
+never converted. Note that mailfront refuses the dos encoding with a
+deferral; qmail accepts it.
+
+=head2 send()
+
+Sends the message to every recipient and returns a reference to a hash
+keyed by recipient. Each value is the server's answer text prefixed with
+C<success: > (accepted), C<deferral: > (temporary failure: try again
+later) or C<failure: > (permanent failure: do not retry). When a recipient
+is listed twice, the hash holds the last answer; C<responses()> has all.
+
+Returns C<undef>, with the reason in C<error()>, when the message could
+not be sent at all: no sender, recipient or message; not connected (after
+C<disconnect()>, or C<DeferConnect> without C<reconnect()>); the
+connection could not be (re)opened; the message file could not be read or
+changed size (this also warns, as 0.06 did); or the connection broke or
+timed out before the whole message was written. Nothing was delivered in
+these cases: a QMTP server discards a message it did not receive in full.
+
+What the server does after the message was written never makes C<send()>
+die or hang: an answer that does not come (the server closed the
+connection, stalled past C<Timeout>, or answered something that is not
+QMTP) makes the recipients concerned C<deferral: > with a text saying
+what happened, such as C<deferral: no response received: connection
+closed by the server>. The connection is then closed, and the next
+C<send()> opens a new one.
+
+Before each message the connection is checked: one that the server closed
+while idle, or that is older than C<SessionLimit>, is replaced by a new
+one first.
+
+=head2 responses()
+
+Returns a reference to the list of all answers of the last C<send()>, in
+recipient order, duplicates included. Each element is a hash:
+
+ recipient    the address
+ code         'K', 'Z' or 'D'
+ text         the server's text after the status byte
+ response     the value send() put in its hash, e.g. "success: ok"
+ received     1 if the server sent this answer, 0 if it was made up
+              because no answer came (code 'Z')
+ per_package  1 if the server answered once for the whole message
+
+=head2 error()
+
+Why the last C<new>, C<send>, C<reconnect> or C<disconnect> failed, as a
+string; C<undef> after a success.
+
+=head2 new_envelope()
+
+Clears sender and recipients; returns 1. The message stays.
+
+=head2 new_message()
+
+Clears the message, text or file; returns 1. The envelope stays.
+
+=head2 disconnect()
+
+Closes the connection and returns 1. When there is none, warns "Socket is
+not defined" and returns C<undef>.
+
+=head2 reconnect()
+
+Closes any connection and opens a new one to the current server and port.
+Returns 1, or C<undef> with the reason in C<error()>.
+
+=head1 SERVERS THAT ANSWER ONCE PER MESSAGE
+
+The protocol has the server answer once per recipient. mailfront (the
+QMTP server Debian ships) answers once per message, whatever the number
+of recipients, and then waits; a client waiting for the other answers
+would wait until a timeout. This client notices when answers stop after
+some but not all of a message's have come (C<HalfCloseAfter>, 0.5 s by
+default) and then closes its writing side of the connection. A server that
+follows the protocol still sends every remaining answer, so results stay
+exactly per recipient. A server that answers once per message hangs up
+instead; when it had sent exactly one answer, that answer stands for every
+recipient of the message, marked C<per_package> in C<responses()>. If it
+had sent several, the rest are deferrals. A recipient is never reported
+as a success unless an accepting answer covers it. Once a server has been
+seen answering once per message, later messages to it skip the wait. The
+connection cannot carry another message after this, so the next C<send()>
+opens a new one.
+
+=head1 DIFFERENCES FROM 0.06
+
+=over 4
+
+=item * C<send()> never dies: missing or malformed answers become deferrals.
+
+=item * C<error()> says why a call failed; C<$@> says why C<new> failed.
+
+=item * C<Timeout> bounds every read and write; C<ConnectTimeout> each connection attempt.
+
+=item * SIGPIPE never reaches the process; a connection closed by the
+server while idle, or older than the session limit, is reopened before a
+message starts.
+
+=item * IPv6, every address of a name, and C<host:port> forms.
+
+=item * C<responses()> keeps every answer in order, duplicates included.
+
+=item * Strings with characters above 0xFF die with "Wide character in
+sender" (or recipient, message) instead of corrupting the lengths.
+
+=item * A message leaves in one write with TCP_NODELAY, so a reused
+connection does not stall 40 ms per message; files are streamed.
+
+=item * Unknown constructor options warn; invalid values die.
+
+=back
+
+=head1 THREADS AND FORK
+
+An object belongs to the thread that made it: a new thread gets an
+undefined copy (C<CLONE_SKIP>), so nothing is closed twice; make a new
+object in the thread. After C<fork>, parent and child share the socket: a
+child that destroys its copy only closes its own descriptor and does not
+disturb the parent, but only one of them may send over it.
+
+=head1 SEE ALSO
+
+The QMTP specification, L<http://cr.yp.to/proto/qmtp.txt>;
+L<qmail-qmtpd(8)>; L<Net::SMTP>.
+
+=head1 AUTHOR
+
+Net::QMTP developers. The API is that of Net::QMTP 0.06 by James Raftery.
+
+=head1 LICENSE
+
+This library is free software; you can redistribute it and/or modify it
+under the same terms as Perl itself.
+
+=cut
