@@ -1,0 +1,263 @@
+/* Tests of the C core without Perl: the netstring codec against every
+ * truncation of every vector, with each input ending exactly at a guard
+ * page so that any read past its end faults; then the engine against a
+ * forked peer on a socketpair. Prints "N passed, N failed". */
+#define _GNU_SOURCE 1
+#include "../qmtp_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int passed;
+static int failed;
+
+#define CHECK(cond, ...)                                  \
+    do {                                                  \
+        if (cond) {                                       \
+            passed++;                                     \
+        } else {                                          \
+            failed++;                                     \
+            printf("not ok: %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                          \
+            printf("\n");                                 \
+        }                                                 \
+    } while (0)
+
+static char *guard_base;
+static size_t page;
+
+/* Copies len bytes so that they end right before an unreadable page. */
+static const char *at_guard(const char *bytes, size_t len)
+{
+    char *dst = guard_base + page - len;
+    memcpy(dst, bytes, len);
+    return dst;
+}
+
+struct vec {
+    const char *in;
+    size_t len;
+    long want;           /* consumed, or a QMTP_NS_* status for the full input */
+    const char *payload;
+    size_t plen;
+};
+
+#define V(s, w, p, pl) { s, sizeof(s) - 1, w, p, pl }
+
+static void test_decode(void)
+{
+    static const struct vec good[] = {
+        V("0:,", 3, "", 0),
+        V("1:a,", 4, "a", 1),
+        V("12:hello world!,", 16, "hello world!", 12),
+        V("5:a\0b\nc,", 8, "a\0b\nc", 5),
+        V("3:Kok,3:Zno,", 6, "Kok", 3),
+    };
+    static const struct vec bad[] = {
+        V(":", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("a:", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("-1:a,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("+1:a,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V(" 1:a,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("1 :a,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("01:a,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("00:,", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("1234567890:", QMTP_NS_BAD_LENGTH, NULL, 0),
+        V("3:abc;", QMTP_NS_NO_COMMA, NULL, 0),
+        V("3:abcd,", QMTP_NS_NO_COMMA, NULL, 0),
+        V("0:x", QMTP_NS_NO_COMMA, NULL, 0),
+    };
+    size_t i;
+    size_t cut;
+
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        const struct vec *v = &good[i];
+        for (cut = 0; cut <= v->len; cut++) {
+            const char *pl = NULL;
+            size_t plen = 99;
+            long n = qmtp_ns_decode(at_guard(v->in, cut), cut, 1000, &pl, &plen);
+            size_t whole = (size_t)v->want;
+            if (cut < whole) {
+                CHECK(n == QMTP_NS_PARTIAL, "good[%zu] cut %zu: want partial, got %ld", i, cut, n);
+            } else {
+                CHECK(n == v->want && plen == v->plen && memcmp(pl, v->payload, plen) == 0,
+                      "good[%zu] cut %zu: got %ld", i, cut, n);
+            }
+        }
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const struct vec *v = &bad[i];
+        const char *pl = NULL;
+        size_t plen = 0;
+        long n = qmtp_ns_decode(at_guard(v->in, v->len), v->len, 1000, &pl, &plen);
+        CHECK(n == v->want, "bad[%zu] \"%s\": want %ld, got %ld", i, v->in, v->want, n);
+        /* Every prefix is either still partial or already refused the same way. */
+        for (cut = 0; cut < v->len; cut++) {
+            long m = qmtp_ns_decode(at_guard(v->in, cut), cut, 1000, &pl, &plen);
+            CHECK(m == QMTP_NS_PARTIAL || m == v->want, "bad[%zu] cut %zu: got %ld", i, cut, m);
+        }
+    }
+    {
+        const char *pl = NULL;
+        size_t plen = 0;
+        CHECK(qmtp_ns_decode(at_guard("17:", 3), 3, 16, &pl, &plen) == QMTP_NS_TOO_LONG,
+              "a length over the cap is refused at the colon");
+        CHECK(qmtp_ns_decode(at_guard("16:", 3), 3, 16, &pl, &plen) == QMTP_NS_PARTIAL,
+              "a length at the cap waits for the payload");
+        CHECK(qmtp_ns_decode(at_guard("999999999:", 10), 10, (size_t)-1, &pl, &plen) == QMTP_NS_PARTIAL,
+              "nine digits are accepted");
+    }
+}
+
+static void test_encode(void)
+{
+    char buf[QMTP_NS_HEADER_MAX];
+    size_t total = 0;
+    size_t n;
+
+    n = qmtp_ns_header(buf, 0);
+    CHECK(n == 2 && memcmp(buf, "0:", 2) == 0, "header of 0");
+    n = qmtp_ns_header(buf, 1234567);
+    CHECK(n == 8 && memcmp(buf, "1234567:", 8) == 0, "header of 1234567");
+    n = qmtp_ns_header(buf, (size_t)-1);
+    CHECK(n == (sizeof(size_t) == 8 ? 21u : 11u) && buf[n - 1] == ':', "header of SIZE_MAX");
+    CHECK(qmtp_ns_encoded_size(5, &total) == 0 && total == 8, "encoded size of 5");
+    CHECK(qmtp_ns_encoded_size((size_t)-1 - 3, &total) == -1, "encoded size overflow is refused");
+}
+
+/* The peer: reads one package's worth of bytes (expect_len), checks them,
+ * then writes reply (reply_len bytes) and behaves as told. */
+static void serve(int fd, const char *expect, size_t expect_len, const char *reply,
+                  size_t reply_len, int wait_for_eof)
+{
+    char buf[4096];
+    size_t got = 0;
+    char junk;
+
+    while (got < expect_len) {
+        ssize_t n = read(fd, buf + got, sizeof buf - got);
+        if (n <= 0) {
+            _exit(2);
+        }
+        got += (size_t)n;
+    }
+    if (got != expect_len || memcmp(buf, expect, expect_len) != 0) {
+        _exit(3);
+    }
+    if (reply_len > 0 && write(fd, reply, reply_len) != (ssize_t)reply_len) {
+        _exit(4);
+    }
+    if (wait_for_eof) {
+        while (read(fd, &junk, 1) > 0) {
+        }
+    } else {
+        sleep(5);
+    }
+    _exit(0);
+}
+
+static int run_against(qmtp_client *c, const char *expect, const char *reply, size_t reply_len,
+                       int wait_for_eof, int *peer_status)
+{
+    int sv[2];
+    pid_t pid;
+    int rc;
+
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        serve(sv[1], expect, strlen(expect), reply, reply_len, wait_for_eof);
+    }
+    close(sv[1]);
+    c->fd = sv[0];
+    c->connected_at = qmtp_now_ms();
+    rc = qmtp_run(c);
+    qmtp_close(c);
+    kill(pid, SIGKILL);
+    waitpid(pid, peer_status, 0);
+    return rc;
+}
+
+static void package(qmtp_client *c, const char *msg, int nrcpt)
+{
+    static const char *rcpts[] = { "a@x", "b@x", "c@x" };
+    int i;
+
+    qmtp_batch_reset(c);
+    qmtp_pkg_begin(c, '\n', "s@x", 3);
+    for (i = 0; i < nrcpt; i++) {
+        qmtp_pkg_recipient(c, rcpts[i], 3);
+    }
+    qmtp_pkg_body(c, msg, strlen(msg));
+    qmtp_pkg_end(c);
+}
+
+static int result_is(qmtp_client *c, size_t i, char code, const char *text, int received, int per_package)
+{
+    qmtp_result r;
+
+    return qmtp_result_get(c, i, &r) == 0 && r.code == code && r.len == strlen(text) &&
+           memcmp(r.text, text, r.len) == 0 && r.received == received && r.per_package == per_package;
+}
+
+static void test_engine(void)
+{
+    qmtp_client *c = qmtp_new();
+    const char *pkg3 = "6:\ntest\n,3:s@x,18:3:a@x,3:b@x,3:c@x,,";
+    int st = 0;
+    int rc;
+
+    qmtp_set_timeouts(c, 1000, 1000, 100);
+
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "3:Kok,5:Zwait,3:Dno,", 20, 0, &st);
+    CHECK(rc == 0 && qmtp_result_count(c) == 3, "three answers: rc %d", rc);
+    CHECK(result_is(c, 0, 'K', "ok", 1, 0) && result_is(c, 1, 'Z', "wait", 1, 0) &&
+          result_is(c, 2, 'D', "no", 1, 0), "K, Z and D in recipient order");
+
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'K', "fine", 1, 1) && result_is(c, 2, 'K', "fine", 1, 1),
+          "one answer then a hang-up after our half-close stands for the package");
+
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "3:Kok,3:Kok,", 12, 1, &st);
+    CHECK(rc == 0 && result_is(c, 1, 'K', "ok", 1, 0) && qmtp_result_count(c) == 3, "two of three: rc %d", rc);
+    CHECK(result_is(c, 2, 'Z', "no response received: connection closed by the server", 0, 0),
+          "the third, never answered, is a deferral");
+
+    package(c, "test\n", 2);
+    rc = run_against(c, "6:\ntest\n,3:s@x,12:3:a@x,3:b@x,,", "hello", 5, 0, &st);
+    CHECK(rc == 0 && !qmtp_is_open(c), "garbage closes the connection");
+    CHECK(result_is(c, 0, 'Z', "no response received: protocol violation: malformed length in response 1", 0, 0),
+          "garbage is a deferral saying why");
+
+    package(c, "test\n", 1);
+    rc = run_against(c, "6:\ntest\n,3:s@x,6:3:a@x,,", "", 0, 0, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'Z', "no response received: timed out: no progress for 1 s waiting for responses", 0, 0),
+          "silence past the timeout is a deferral");
+
+    qmtp_free(c);
+}
+
+int main(void)
+{
+    page = (size_t)sysconf(_SC_PAGESIZE);
+    guard_base = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (guard_base == MAP_FAILED || mprotect(guard_base + page, page, PROT_NONE) != 0) {
+        perror("guard page");
+        return 2;
+    }
+    test_decode();
+    test_encode();
+    test_engine();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
