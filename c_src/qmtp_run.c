@@ -5,6 +5,7 @@
  * temporary failure. */
 #define _GNU_SOURCE 1
 #include "qmtp_int.h"
+#include "response.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -287,11 +288,6 @@ static int write_some(struct run *r)
     return QMTP_OK;
 }
 
-static int violation(struct run *r, const char *fmt, unsigned long v)
-{
-    return qmtp_fail(r->c, QMTP_E_PROTO, 0, fmt, v);
-}
-
 /* Takes every complete answer out of the input buffer. */
 static int parse_answers(struct run *r)
 {
@@ -299,45 +295,39 @@ static int parse_answers(struct run *r)
     size_t used = 0;
     int rc = QMTP_OK;
 
-    while (used < c->in.len && rc == QMTP_OK) {
-        const char *pl = NULL;
-        size_t plen = 0;
+    while (used < c->in.len) {
+        const char *text = NULL;
+        size_t text_len = 0;
+        char code = 0;
         long n;
 
         if (r->answered == r->rcpts_written) {
-            rc = violation(r, "protocol violation: the server sent %lu bytes before a package was complete",
+            /* §2: no answer may come before the last byte of its package. */
+            rc = qmtp_fail(c, QMTP_E_PROTO, 0,
+                           "protocol violation: the server sent %lu bytes before a package was complete",
                            (unsigned long)(c->in.len - used));
             break;
         }
-        n = qmtp_ns_decode(c->in.p + used, c->in.len - used, c->max_response, &pl, &plen);
+        n = qmtp_response_parse(c->in.p + used, c->in.len - used, c->max_response, &code,
+                                &text, &text_len);
         if (n == QMTP_NS_PARTIAL) {
             break;
         }
-        if (n == QMTP_NS_TOO_LONG) {
-            rc = violation(r, "protocol violation: response longer than the limit of %lu bytes",
-                           (unsigned long)c->max_response);
-        } else if (n == QMTP_NS_NO_COMMA) {
-            rc = violation(r, "protocol violation: response netstring %lu not terminated by ','",
-                           (unsigned long)r->answered + 1);
-        } else if (n < 0) {
-            rc = violation(r, "protocol violation: malformed length in response %lu",
-                           (unsigned long)r->answered + 1);
-        } else if (plen == 0) {
-            rc = violation(r, "protocol violation: empty response %lu", (unsigned long)r->answered + 1);
-        } else if (pl[0] != 'K' && pl[0] != 'Z' && pl[0] != 'D') {
-            rc = violation(r, "protocol violation: response status byte 0x%02lx is not K, Z or D",
-                           (unsigned long)(unsigned char)pl[0]);
-        } else {
-            if (add_slot(r, pl[0], 1, pl + 1, plen - 1) != QMTP_OK) {
-                return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
-            }
-            r->answered++;
-            while (r->apkg < c->npkgs && r->answered == r->apkg_first + c->pkgs[r->apkg].nrcpt) {
-                r->apkg_first = r->answered;
-                r->apkg++;
-            }
-            used += (size_t)n;
+        if (n < 0) {
+            rc = qmtp_fail(c, QMTP_E_PROTO, 0, "protocol violation: response %lu %s",
+                           (unsigned long)r->answered + 1, qmtp_response_strerror(n));
+            break;
         }
+        if (add_slot(r, code, 1, text, text_len) != QMTP_OK) {
+            rc = qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+            break;
+        }
+        r->answered++;
+        while (r->apkg < c->npkgs && r->answered == r->apkg_first + c->pkgs[r->apkg].nrcpt) {
+            r->apkg_first = r->answered;
+            r->apkg++;
+        }
+        used += (size_t)n;
     }
     memmove(c->in.p, c->in.p + used, c->in.len - used);
     c->in.len -= used;

@@ -236,7 +236,7 @@ static void test_engine(void)
     package(c, "test\n", 2);
     rc = run_against(c, "6:\ntest\n,3:s@x,12:3:a@x,3:b@x,,", "hello", 5, 0, &st);
     CHECK(rc == 0 && !qmtp_is_open(c), "garbage closes the connection");
-    CHECK(result_is(c, 0, 'Z', "no response received: protocol violation: malformed length in response 1", 0, 0),
+    CHECK(result_is(c, 0, 'Z', "no response received: protocol violation: response 1 has a malformed length", 0, 0),
           "garbage is a deferral saying why");
 
     package(c, "test\n", 1);
