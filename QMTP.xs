@@ -21,6 +21,20 @@ static int client_free(pTHX_ SV *sv, MAGIC *mg)
     return 0;
 }
 
+/* Lets the caller's signal handlers run while the core waits, as perl's
+ * own I/O does: a handler that dies (alarm with die) ends the send, and
+ * the core closes the connection it was using at its next call. */
+static int run_signal_handlers(void *ctx)
+{
+#ifdef PERL_IMPLICIT_CONTEXT
+    dTHXa((PerlInterpreter *)ctx);
+#else
+    PERL_UNUSED_ARG(ctx);
+#endif
+    PERL_ASYNC_CHECK();
+    return 0;
+}
+
 static MGVTBL client_vtbl = { NULL, NULL, NULL, NULL, client_free, NULL, NULL, NULL };
 
 static qmtp_client *find_client(pTHX_ SV *sv)
@@ -124,6 +138,11 @@ _attach(self)
         croak("Net::QMTP: out of memory");
     }
     sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &client_vtbl, (const char *)c, 0);
+#ifdef PERL_IMPLICIT_CONTEXT
+    qmtp_set_interrupt_hook(c, run_signal_handlers, aTHX);
+#else
+    qmtp_set_interrupt_hook(c, run_signal_handlers, NULL);
+#endif
 
 void
 _configure(c, connect_s, io_s, stall_s, max_response)

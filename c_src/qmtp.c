@@ -28,6 +28,7 @@ void qmtp_free(qmtp_client *c)
     if (c == NULL) {
         return;
     }
+    qmtp_recover(c);
     qmtp_close(c);
     qmtp_pkgs_clear(c);
     free(c->pkgs);
@@ -53,6 +54,12 @@ void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_
     c->connect_ms = at_least_1(connect_ms);
     c->io_ms = at_least_1(io_ms);
     c->stall_ms = at_least_1(stall_ms);
+}
+
+void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx)
+{
+    c->on_interrupt = fn;
+    c->interrupt_ctx = ctx;
 }
 
 void qmtp_set_max_response(qmtp_client *c, size_t max)

@@ -30,8 +30,15 @@ typedef enum qmtp_status {
     QMTP_E_TOOBIG = -8,  /* a length that cannot be represented */
     QMTP_E_STATE = -9,   /* called in the wrong state (e.g. not connected) */
     QMTP_E_ARG = -10,    /* bad argument (e.g. encoding byte) */
-    QMTP_E_FILE = -11    /* message file unusable, or changed while being sent */
+    QMTP_E_FILE = -11,   /* message file unusable, or changed while being sent */
+    QMTP_E_INTR = -12    /* the interrupt hook asked to stop */
 } qmtp_status;
+
+/* Called when a wait is interrupted by a signal (EINTR), so that the caller
+ * can run its signal handlers. Return 0 to go on waiting, nonzero to stop
+ * (QMTP_E_INTR). The hook may also leave by longjmp (a Perl die): the
+ * client notices at its next call, and closes the connection it was using. */
+typedef int (*qmtp_interrupt_fn)(void *ctx);
 
 /* One recipient's outcome, in recipient order across the whole batch. */
 typedef struct qmtp_result {
@@ -56,6 +63,10 @@ void qmtp_free(qmtp_client *c);
  * moved in either direction restarts it. stall_ms: see qmtp_run. */
 void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_t stall_ms);
 
+/* Installs the interrupt hook (NULL: none, EINTR just resumes). ctx is
+ * passed through untouched. */
+void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx);
+
 /* Largest response netstring payload accepted (default 65536, at most
  * 999999999). A longer one is a protocol violation. */
 void qmtp_set_max_response(qmtp_client *c, size_t max);
@@ -68,8 +79,9 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port);
 /* Closes the connection if open (close(2) only). Returns 1 if one was open. */
 int qmtp_close(qmtp_client *c);
 
-/* 1 if a connection is open, else 0. */
-int qmtp_is_open(const qmtp_client *c);
+/* 1 if a connection is open, else 0 (after closing one that a call left
+ * by longjmp from the interrupt hook was using). */
+int qmtp_is_open(qmtp_client *c);
 
 /* Milliseconds since the open connection was made (monotonic), or -1. */
 int64_t qmtp_age_ms(const qmtp_client *c);

@@ -20,6 +20,7 @@ const char *qmtp_strerror(int status)
     case QMTP_E_STATE:   return "not connected";
     case QMTP_E_ARG:     return "invalid argument";
     case QMTP_E_FILE:    return "message file error";
+    case QMTP_E_INTR:    return "interrupted";
     default:             return "unknown error";
     }
 }

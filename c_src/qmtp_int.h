@@ -50,6 +50,13 @@ struct qmtp_client {
     size_t max_response;
     int per_package_server; /* learnt hint: this server answers once per package */
 
+    qmtp_interrupt_fn on_interrupt;
+    void *interrupt_ctx;
+    /* Set while a call may block; still set at entry means the last call
+     * was left by longjmp from the hook, mid-way through. */
+    int busy;
+    struct addrinfo *pending_ai; /* resolver results of a connect under way */
+
     int err;
     int sys_errno;
     char errstr[256];
@@ -72,6 +79,14 @@ struct qmtp_client {
     size_t slotcap;
     int saw_per_package;
 };
+
+struct addrinfo;
+
+/* Closes what an interrupted call left behind (see busy). */
+void qmtp_recover(qmtp_client *c);
+
+/* Called on EINTR: 0 to go on, else the status to stop with. */
+int qmtp_interrupted(qmtp_client *c);
 
 /* Monotonic clock in milliseconds. */
 int64_t qmtp_now_ms(void);

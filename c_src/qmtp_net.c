@@ -75,23 +75,46 @@ static int open_socket(int family)
     return fd;
 }
 
-/* One address: 0 connected, else the errno that stopped it (ETIMEDOUT for
- * our own deadline). */
-static int connect_one(qmtp_client *c, const struct addrinfo *ai, int *fd_out)
+void qmtp_recover(qmtp_client *c)
 {
-    int fd = open_socket(ai->ai_family);
+    if (!c->busy) {
+        return;
+    }
+    c->busy = 0;
+    qmtp_close(c);
+    if (c->pending_ai != NULL) {
+        freeaddrinfo(c->pending_ai);
+        c->pending_ai = NULL;
+    }
+}
+
+int qmtp_interrupted(qmtp_client *c)
+{
+    if (c->on_interrupt == NULL || c->on_interrupt(c->interrupt_ctx) == 0) {
+        return QMTP_OK;
+    }
+    return qmtp_fail(c, QMTP_E_INTR, EINTR, "interrupted");
+}
+
+/* One address: 0 connected, else the errno that stopped it (ETIMEDOUT for
+ * our own deadline). The socket sits in c->fd from the start, so that a
+ * hook leaving by longjmp cannot leak it. */
+static int connect_one(qmtp_client *c, const struct addrinfo *ai)
+{
     int64_t deadline = qmtp_now_ms() + c->connect_ms;
     int soerr = 0;
     socklen_t soerrlen = sizeof soerr;
     int one = 1;
+    int fd;
 
+    c->fd = fd = open_socket(ai->ai_family);
     if (fd < 0) {
         return errno;
     }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS && errno != EINTR) {
             int e = errno;
-            close(fd);
+            qmtp_close(c);
             return e;
         }
         for (;;) {
@@ -100,7 +123,7 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai, int *fd_out)
             int r;
 
             if (left <= 0) {
-                close(fd);
+                qmtp_close(c);
                 return ETIMEDOUT;
             }
             p.fd = fd;
@@ -110,9 +133,9 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai, int *fd_out)
             if (r > 0) {
                 break;
             }
-            if (r < 0 && errno != EINTR) {
+            if (r < 0 && (errno != EINTR || qmtp_interrupted(c) != QMTP_OK)) {
                 int e = errno;
-                close(fd);
+                qmtp_close(c);
                 return e;
             }
         }
@@ -120,13 +143,12 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai, int *fd_out)
             soerr = errno;
         }
         if (soerr != 0) {
-            close(fd);
+            qmtp_close(c);
             return soerr;
         }
     }
     /* A package must leave at once, not wait for the previous one's ACK. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *fd_out = fd;
     return 0;
 }
 
@@ -145,7 +167,9 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
     int last_errno = 0;
     char where[sizeof c->peer] = "";
 
+    qmtp_recover(c);
     qmtp_close(c);
+    c->err = QMTP_OK;
     if (!same_server(c, host, port)) {
         char *h = copy_string(host);
         char *p = copy_string(port);
@@ -169,21 +193,30 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         return qmtp_fail(c, QMTP_E_RESOLVE, gai == EAI_SYSTEM ? errno : 0,
                          "cannot resolve '%s' port '%s': %s", host, port, gai_strerror(gai));
     }
+    c->pending_ai = list;
+    c->busy = 1;
     for (ai = list; ai != NULL; ai = ai->ai_next) {
-        int fd = -1;
-
         describe_address(ai->ai_addr, where, sizeof where);
-        last_errno = connect_one(c, ai, &fd);
+        last_errno = connect_one(c, ai);
         if (last_errno == 0) {
-            c->fd = fd;
-            c->connected_at = qmtp_now_ms();
-            memcpy(c->peer, where, sizeof c->peer);
-            freeaddrinfo(list);
-            c->err = QMTP_OK;
-            return QMTP_OK;
+            break;
+        }
+        if (c->err == QMTP_E_INTR) {
+            break;
         }
     }
+    c->pending_ai = NULL;
+    c->busy = 0;
     freeaddrinfo(list);
+    if (last_errno == 0) {
+        c->connected_at = qmtp_now_ms();
+        memcpy(c->peer, where, sizeof c->peer);
+        c->err = QMTP_OK;
+        return QMTP_OK;
+    }
+    if (c->err == QMTP_E_INTR) {
+        return qmtp_fail(c, QMTP_E_INTR, EINTR, "connecting to %s was interrupted", host);
+    }
     if (last_errno == ETIMEDOUT) {
         return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
                          host, where, (double)c->connect_ms / 1000.0);
@@ -204,8 +237,9 @@ int qmtp_close(qmtp_client *c)
     return 1;
 }
 
-int qmtp_is_open(const qmtp_client *c)
+int qmtp_is_open(qmtp_client *c)
 {
+    qmtp_recover(c);
     return c->fd >= 0;
 }
 
@@ -225,6 +259,7 @@ int qmtp_idle_check(qmtp_client *c)
     char byte;
     ssize_t n;
 
+    qmtp_recover(c);
     if (c->fd < 0) {
         return 0;
     }

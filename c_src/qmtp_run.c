@@ -453,7 +453,10 @@ static int wait_ready(struct run *r, short *revents)
     }
     p.revents = 0;
     rc = poll(&p, 1, wake <= now ? 0 : (int)(wake - now > 1000000 ? 1000000 : wake - now));
-    if (rc < 0 && errno != EINTR) {
+    if (rc < 0 && errno == EINTR) {
+        return qmtp_interrupted(c);
+    }
+    if (rc < 0) {
         return qmtp_fail(c, QMTP_E_IO, errno, "poll failed");
     }
     *revents = rc > 0 ? p.revents : 0;
@@ -466,6 +469,7 @@ int qmtp_run(qmtp_client *c)
     size_t i;
     int rc = QMTP_OK;
 
+    qmtp_recover(c);
     memset(&r, 0, sizeof r);
     r.c = c;
     c->nslots = 0;
@@ -499,6 +503,7 @@ int qmtp_run(qmtp_client *c)
     c->err = QMTP_OK;
     c->errstr[0] = '\0';
     r.last_progress = qmtp_now_ms();
+    c->busy = 1;
 
     while (r.answered < r.total) {
         short ev = 0;
@@ -527,6 +532,7 @@ int qmtp_run(qmtp_client *c)
             }
         }
     }
+    c->busy = 0;
     if (rc != QMTP_OK) {
         return finish_failed(&r, rc);
     }

@@ -157,6 +157,11 @@ is($later->reconnect, undef, 'reconnect returns undef when the connection fails'
 like($later->error, qr/refused/i, '... and error() says why');
 is($later->send, undef, 'send after a failed reconnect returns undef');
 
+# The default port is 209 (nothing listens there during the tests).
+my $default = fresh();
+is($default->reconnect, undef, 'reconnect to the default port fails here');
+like($default->error, qr/127\.0\.0\.1 port 209\b/, '... which is port 209');
+
 # Objects go away quietly.
 @warnings = ();
 undef $q;

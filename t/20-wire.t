@@ -146,6 +146,26 @@ sub client {
     }
 }
 
+# disconnect() closes, send() then refuses; reconnect() opens anew;
+# destroying the object closes its connection.
+{
+    my $srv = answering_server('Kok');
+    my $q = client($srv);
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('m');
+    ok($q->send, 'a first message');
+    is($q->disconnect, 1, 'disconnect returns 1 when connected');
+    ok($srv->wait_closed(0, 5), '... and the server sees the connection closed');
+    is($q->send, undef, 'send after disconnect returns undef');
+    like($q->error, qr/not connected/, '... because it is not connected');
+    is($q->reconnect, 1, 'reconnect returns 1');
+    ok($q->send, 'send works again');
+    is($srv->connections, 2, '... on a second connection');
+    undef $q;
+    ok($srv->wait_closed(1, 5), 'destroying the object closes its connection');
+}
+
 # Debug shows the wire in libnet's >>> / <<< form, bodies abbreviated.
 {
     my $srv = answering_server('Kfine');
