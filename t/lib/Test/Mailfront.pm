@@ -23,6 +23,9 @@ use Config;
 
 our $VERSION = '0.01';
 
+# A thread's clone must not stop the server when the thread ends.
+sub CLONE_SKIP { 1 }
+
 # watchdog pid => creating pid (see Test::QMTPServer for why)
 our %RUNNING;
 

@@ -26,6 +26,9 @@ use Time::HiRes ();
 
 our $VERSION = '0.01';
 
+# A thread's clone must not stop the server when the thread ends.
+sub CLONE_SKIP { 1 }
+
 # child pid => pid of the process that created it; lets END and DESTROY
 # clean up only what this very process started.
 our %RUNNING;

@@ -1,0 +1,89 @@
+# Signals: an interrupted wait resumes; a caller's alarm still works as the
+# caller expects; SIGPIPE never reaches the process.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Test::QMTPServer;
+use Net::QMTP;
+
+local $SIG{PIPE} = 'DEFAULT';
+
+# A server that answers after a delay, while the test is showered with a
+# handled signal: every poll() is interrupted, and each time it resumes.
+{
+    my $srv = Test::QMTPServer->new(sub {
+        my ($conn) = @_;
+        while ($conn->read_package) {
+            $conn->sleep(1);
+            $conn->answer_all('K', 'late but fine');
+        }
+    });
+    my $hits = 0;
+    local $SIG{USR1} = sub { $hits++ };
+    my $parent = $$;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        for (1 .. 40) { kill 'USR1', $parent or last; sleep 0.02 }
+        require POSIX;
+        POSIX::_exit(0);
+    }
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 5) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('m');
+    my $r = $q->send;
+    waitpid $pid, 0;
+    is_deeply($r, { r => 'success: late but fine' }, 'a send showered with signals completes');
+    cmp_ok($hits, '>', 5, "... and the handler ran while it waited ($hits signals)");
+}
+
+# The caller's alarm with a dying handler ends a send to a server that
+# never answers (Timeout is far longer), and the object works afterwards.
+{
+    my $srv = Test::QMTPServer->new(sub {
+        my ($conn, $n) = @_;
+        if ($n == 0) { $conn->read_package; $conn->wait_eof(20); return }
+        while ($conn->read_package) { $conn->answer_all('K', 'ok') }
+    });
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 30) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('m');
+    my $t0 = time;
+    my $r = eval {
+        local $SIG{ALRM} = sub { die "caller's alarm\n" };
+        alarm 1;
+        my $res = $q->send;
+        alarm 0;
+        $res;
+    };
+    my $took = time - $t0;
+    is($@, "caller's alarm\n", "the caller's alarm handler ran and its die came through");
+    cmp_ok($took, '<', 3, sprintf('... after about a second (%.2f s), not the 30 s Timeout', $took));
+    is_deeply($q->send, { r => 'success: ok' }, 'the next send uses a new connection and works');
+    is($srv->connections, 2, '... on connection 2');
+}
+
+# The same for a connect that hangs: a full listen backlog drops SYNs.
+SKIP: {
+    require IO::Socket::INET;
+    my $l = IO::Socket::INET->new(Listen => 0, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
+    my @fill = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $l->sockport, Blocking => 0) } 1 .. 8;
+    my $t0 = time;
+    my $q = eval {
+        local $SIG{ALRM} = sub { die "alarm in connect\n" };
+        alarm 1;
+        my $o = Net::QMTP->new('127.0.0.1', Port => $l->sockport, ConnectTimeout => 30);
+        alarm 0;
+        $o;
+    };
+    my $err = $@;
+    skip 'the listen backlog did not hold connects here', 1 if !$err && $q;
+    is($err, "alarm in connect\n", 'an alarm interrupts a hanging connect, as the caller expects');
+}
+
+done_testing;
