@@ -41,7 +41,13 @@ cycle() for 1 .. $cycles;
 my $after = rss_kb();
 diag sprintf 'leak figures: %d send/new_envelope/new_message cycles: RSS %d kB -> %d kB (%+d kB)',
     $cycles, $before, $after, $after - $before;
-cmp_ok($after - $before, '<', 1024, "RSS flat within 1 MiB over $cycles send cycles");
+# Under valgrind freed blocks wait in its queue before reuse, so RSS grows;
+# there valgrind's own leak check covers C memory instead.
+my $rss_meaningful = !$ENV{NET_QMTP_VALGRIND};
+SKIP: {
+    skip 'RSS is not meaningful under valgrind', 1 unless $rss_meaningful;
+    cmp_ok($after - $before, '<', 1024, "RSS flat within 1 MiB over $cycles send cycles");
+}
 
 my $objects = 10_000 / $scale;
 my $port = $sink->port;
@@ -55,7 +61,10 @@ for (1 .. $objects) {
 $after = rss_kb();
 diag sprintf 'leak figures: %d connected objects created and destroyed: RSS %d kB -> %d kB (%+d kB)',
     $objects, $before, $after, $after - $before;
-cmp_ok($after - $before, '<', 1024, "RSS flat within 1 MiB over $objects object creations");
+SKIP: {
+    skip 'RSS is not meaningful under valgrind', 1 unless $rss_meaningful;
+    cmp_ok($after - $before, '<', 1024, "RSS flat within 1 MiB over $objects object creations");
+}
 
 my $fds = () = glob('/proc/self/fd/*');
 undef $q;
