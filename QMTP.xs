@@ -99,25 +99,32 @@ static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV
     return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
 }
 
-static SV *results_av(pTHX_ const qmtp_client *c)
+/* The 0.06 result hash: recipient => "success: text" (the last answer
+ * wins for a duplicate recipient). */
+static SV *result_hash(pTHX_ const qmtp_client *c, AV *rcpts)
 {
-    AV *all = newAV();
-    size_t i;
+    static const char *prefix[] = { "success: ", "deferral: ", "failure: " };
+    HV *by_rcpt = newHV();
     size_t n = qmtp_result_count(c);
+    size_t i;
 
-    av_extend(all, n);
     for (i = 0; i < n; i++) {
         qmtp_result r;
-        AV *one = newAV();
+        SV **rcpt = av_fetch(rcpts, (SSize_t)i, 0);
+        const char *pre;
+        SV *value;
 
+        if (rcpt == NULL) {
+            continue;
+        }
         qmtp_result_get(c, i, &r);
-        av_push(one, newSVpvn(&r.code, 1));
-        av_push(one, newSVpvn(r.text, r.len));
-        av_push(one, newSViv(r.received));
-        av_push(one, newSViv(r.per_package));
-        av_push(all, newRV_noinc((SV *)one));
+        pre = prefix[r.code == 'K' ? 0 : r.code == 'Z' ? 1 : 2];
+        value = newSV(strlen(pre) + r.len + 1);
+        sv_setpv(value, pre);
+        sv_catpvn(value, r.text, r.len);
+        (void)hv_store_ent(by_rcpt, *rcpt, value, 0);
     }
-    return newRV_noinc((SV *)all);
+    return newRV_noinc((SV *)by_rcpt);
 }
 
 MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
@@ -244,7 +251,44 @@ _send(c, enc, sender, rcpts, message, file)
     }
     EXTEND(SP, 2);
     mPUSHi(rc);
-    mPUSHs(results_av(aTHX_ c));
+    mPUSHs(result_hash(aTHX_ c, rcpts));
+
+void
+_results(c)
+    qmtp_client *c
+  PREINIT:
+    size_t i;
+    size_t n;
+  PPCODE:
+    /* code, text, received, per_package for each recipient of the last run */
+    n = qmtp_result_count(c);
+    EXTEND(SP, (SSize_t)(4 * n));
+    for (i = 0; i < n; i++) {
+        qmtp_result r;
+        qmtp_result_get(c, i, &r);
+        mPUSHp(&r.code, 1);
+        mPUSHp(r.text, r.len);
+        mPUSHi(r.received);
+        mPUSHi(r.per_package);
+    }
+
+SV *
+_not_ready(c, session_limit)
+    qmtp_client *c
+    NV session_limit
+  CODE:
+    /* Why the connection cannot start a package, or undef if it can. */
+    if (!qmtp_is_open(c)) {
+        RETVAL = newSVpvs("the previous connection was closed");
+    } else if ((NV)qmtp_age_ms(c) >= session_limit * 1000) {
+        RETVAL = newSVpvf("the connection is older than the session limit of %" NVgf " s", session_limit);
+    } else if (!qmtp_idle_check(c)) {
+        RETVAL = newSVpv(qmtp_errstr(c), 0);
+    } else {
+        RETVAL = &PL_sv_undef;
+    }
+  OUTPUT:
+    RETVAL
 
 int
 _saw_per_package(c)

@@ -413,8 +413,11 @@ static int finish_failed(struct run *r, int status)
     if (status != QMTP_E_PROTO) {
         drain_pending(r);
     }
+    /* Only a clean hang-up after exactly one whole answer reads as "one
+     * answer per package": bytes of a second answer show the server was
+     * answering per recipient, and then the rest were simply not received. */
     if (status == QMTP_E_EOF && r->half_closed && r->apkg < r->c->npkgs &&
-        r->answered - r->apkg_first == 1) {
+        r->answered - r->apkg_first == 1 && r->c->in.len == 0) {
         spread_package_answer(r);
     }
     defer_rest(r, r->c->errstr);

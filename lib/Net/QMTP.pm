@@ -197,9 +197,27 @@ sub new_message {
     return 1;
 }
 
+# Built on first use from the results the C client keeps until the next
+# send: most callers never ask, and a hash per recipient would be the
+# costliest part of a small send.
 sub responses {
     my $self = shift;
-    return $self->{QMTP_RESPONSES};
+    return $self->{QMTP_RESPONSES} if $self->{QMTP_RESPONSES};
+    my $flat = [ _results($self) ];
+    my $rcpts = $self->{QMTP_SENT_TO};
+    my @list;
+    for (my $i = 0; $i < @$flat; $i += 4) {
+        my ($code, $text, $received, $per_package) = @$flat[$i .. $i + 3];
+        push @list, {
+            recipient   => $rcpts->[$i / 4],
+            code        => $code,
+            text        => $text,
+            response    => $PREFIX{$code} . $text,
+            received    => $received,
+            per_package => $per_package,
+        };
+    }
+    return $self->{QMTP_RESPONSES} = \@list;
 }
 
 sub _server_and_port {
@@ -246,14 +264,7 @@ sub disconnect {
 sub _ready_connection {
     my $self = shift;
     $self->{QMTP_WANTED} or return $self->_fail('not connected: call reconnect() first');
-    my $why;
-    if (!_is_open($self)) {
-        $why = 'the previous connection was closed';
-    } elsif (_age($self) >= $self->{SESSIONLIMIT}) {
-        $why = "the connection is older than the session limit of $self->{SESSIONLIMIT} s";
-    } elsif (!_idle_check($self)) {
-        (undef, $why) = _error($self);
-    }
+    my $why = _not_ready($self, $self->{SESSIONLIMIT});
     return 1 unless defined $why;
     $self->_debug("reconnecting: $why");
     return $self->reconnect;
@@ -272,33 +283,19 @@ sub send {
 
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
     $self->_debug_package($file) if $self->{DEBUG};
-    my ($status, $results) = _send($self, $self->{ENCODING}, $self->{SENDER},
+    # Recipients are only ever appended to or replaced, never changed in
+    # place, so keeping this array keeps the ones this send went to.
+    $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
+    my ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
         $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
-
-    my (%by_rcpt, @ordered);
-    my $rcpts = $self->{RECIPIENTS};
-    for my $i (0 .. $#$results) {
-        my ($code, $text, $received, $per_package) = @{ $results->[$i] };
-        my $value = $PREFIX{$code} . $text;
-        $self->_debug("<<< $code" . _printable($text) . ($received ? '' : ' (not received)'))
-            if $self->{DEBUG} && ($i == 0 || !$per_package);
-        $by_rcpt{ $rcpts->[$i] } = $value;
-        push @ordered, {
-            recipient   => $rcpts->[$i],
-            code        => $code,
-            text        => $text,
-            response    => $value,
-            received    => $received,
-            per_package => $per_package,
-        };
-    }
-    $self->{QMTP_RESPONSES} = \@ordered;
+    $self->{QMTP_RESPONSES} = undef; # built from the client on demand
+    $self->_debug_answers if $self->{DEBUG};
     if ($status < 0) {
         my ($code, $why) = _error($self);
         carp $why if $file && $why =~ /\AFile '|\ACannot \w+ file '/;
         return $self->_fail($why);
     }
-    return \%by_rcpt;
+    return $by_rcpt;
 }
 
 sub DESTROY {
@@ -317,6 +314,16 @@ sub _printable {
     my $s = shift;
     $s =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ge;
     return $s;
+}
+
+sub _debug_answers {
+    my $self = shift;
+    my $flat = [ _results($self) ];
+    for (my $i = 0; $i < @$flat; $i += 4) {
+        my ($code, $text, $received, $per_package) = @$flat[$i .. $i + 3];
+        next if $per_package && $i > 0;
+        $self->_debug("<<< $code" . _printable($text) . ($received ? '' : ' (not received)'));
+    }
 }
 
 sub _debug_package {
