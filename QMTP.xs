@@ -71,6 +71,8 @@ static const char *bytes_of(pTHX_ SV *sv, const char *what, STRLEN *len)
     return SvPVbyte(sv, *len);
 }
 
+/* Lays out one package in the client. The message's bytes are borrowed
+ * until qmtp_run returns, so callers keep message alive until then. */
 static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file)
 {
     STRLEN len;
@@ -101,30 +103,76 @@ static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV
 
 /* The 0.06 result hash: recipient => "success: text" (the last answer
  * wins for a duplicate recipient). */
-static SV *result_hash(pTHX_ const qmtp_client *c, AV *rcpts)
+static SV *prefixed(pTHX_ const qmtp_result *r)
 {
     static const char *prefix[] = { "success: ", "deferral: ", "failure: " };
+    const char *pre = prefix[r->code == 'K' ? 0 : r->code == 'Z' ? 1 : 2];
+    SV *value = newSV(strlen(pre) + r->len + 1);
+
+    sv_setpv(value, pre);
+    sv_catpvn(value, r->text, r->len);
+    return value;
+}
+
+/* The 0.06 result hash for the results first .. first+n-1 (the last
+ * answer wins for a duplicate recipient). */
+static SV *result_hash(pTHX_ const qmtp_client *c, AV *rcpts, size_t first, size_t n)
+{
     HV *by_rcpt = newHV();
-    size_t n = qmtp_result_count(c);
     size_t i;
 
     for (i = 0; i < n; i++) {
         qmtp_result r;
         SV **rcpt = av_fetch(rcpts, (SSize_t)i, 0);
-        const char *pre;
-        SV *value;
 
-        if (rcpt == NULL) {
-            continue;
+        if (rcpt != NULL && qmtp_result_get(c, first + i, &r) == QMTP_OK) {
+            (void)hv_store_ent(by_rcpt, *rcpt, prefixed(aTHX_ &r), 0);
         }
-        qmtp_result_get(c, i, &r);
-        pre = prefix[r.code == 'K' ? 0 : r.code == 'Z' ? 1 : 2];
-        value = newSV(strlen(pre) + r.len + 1);
-        sv_setpv(value, pre);
-        sv_catpvn(value, r.text, r.len);
-        (void)hv_store_ent(by_rcpt, *rcpt, value, 0);
     }
     return newRV_noinc((SV *)by_rcpt);
+}
+
+/* responses() entries for the results first .. first+n-1. */
+static SV *response_list(pTHX_ const qmtp_client *c, AV *rcpts, size_t first, size_t n)
+{
+    AV *list = newAV();
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        qmtp_result r;
+        SV **rcpt = av_fetch(rcpts, (SSize_t)i, 0);
+        HV *one;
+
+        if (qmtp_result_get(c, first + i, &r) != QMTP_OK) {
+            break;
+        }
+        one = newHV();
+        (void)hv_stores(one, "recipient", rcpt != NULL ? newSVsv(*rcpt) : newSV(0));
+        (void)hv_stores(one, "code", newSVpvn(&r.code, 1));
+        (void)hv_stores(one, "text", newSVpvn(r.text, r.len));
+        (void)hv_stores(one, "response", prefixed(aTHX_ &r));
+        (void)hv_stores(one, "received", newSViv(r.received));
+        (void)hv_stores(one, "per_package", newSViv(r.per_package));
+        av_push(list, newRV_noinc((SV *)one));
+    }
+    return newRV_noinc((SV *)list);
+}
+
+static AV *job_field_av(pTHX_ AV *job, SSize_t i)
+{
+    SV **sv = av_fetch(job, i, 0);
+
+    if (sv == NULL || !SvROK(*sv) || SvTYPE(SvRV(*sv)) != SVt_PVAV) {
+        croak("Net::QMTP::_send_many: malformed job");
+    }
+    return (AV *)SvRV(*sv);
+}
+
+static SV *job_field(pTHX_ AV *job, SSize_t i)
+{
+    SV **sv = av_fetch(job, i, 0);
+
+    return sv != NULL ? *sv : &PL_sv_undef;
 }
 
 MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
@@ -251,7 +299,78 @@ _send(c, enc, sender, rcpts, message, file)
     }
     EXTEND(SP, 2);
     mPUSHi(rc);
-    mPUSHs(result_hash(aTHX_ c, rcpts));
+    mPUSHs(result_hash(aTHX_ c, rcpts, 0, qmtp_result_count(c)));
+
+void
+_send_many(c, jobs)
+    qmtp_client *c
+    AV *jobs
+  PREINIT:
+    SSize_t i;
+    SSize_t njobs;
+    AV *out;
+    int *pkg_of;
+    SV *build_errors;
+    size_t npkg = 0;
+    int rc;
+  PPCODE:
+    /* jobs: [ [enc, sender, \@rcpts, message or undef, file or undef], ... ]
+     * returns the run's status and, per job, [status, error, \%result, \@responses] */
+    njobs = av_len(jobs) + 1;
+    qmtp_batch_reset(c);
+    /* Scratch memory is a mortal SV, so a croak below leaks nothing. */
+    pkg_of = (int *)SvPVX(sv_2mortal(newSV((STRLEN)(njobs + 1) * sizeof(int))));
+    build_errors = sv_2mortal((SV *)newAV());
+    for (i = 0; i < njobs; i++) {
+        AV *job = job_field_av(aTHX_ jobs, i);
+        int brc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), job_field(aTHX_ job, 1),
+                               job_field_av(aTHX_ job, 2), job_field(aTHX_ job, 3), job_field(aTHX_ job, 4));
+        if (brc == QMTP_OK) {
+            pkg_of[i] = (int)npkg++;
+        } else {
+            /* This job cannot be sent; the others go on without it. */
+            qmtp_pkg_abandon(c);
+            pkg_of[i] = brc;
+            av_store((AV *)build_errors, i, newSVpv(qmtp_errstr(c), 0));
+        }
+    }
+    rc = npkg > 0 ? qmtp_run(c) : QMTP_OK;
+    out = newAV();
+    av_extend(out, njobs);
+    for (i = 0; i < njobs; i++) {
+        AV *job = job_field_av(aTHX_ jobs, i);
+        AV *rcpts = job_field_av(aTHX_ job, 2);
+        AV *one = newAV();
+
+        if (pkg_of[i] < 0) {
+            SV **why = av_fetch((AV *)build_errors, i, 0);
+            av_push(one, newSViv(pkg_of[i]));
+            av_push(one, why != NULL ? newSVsv(*why) : newSV(0));
+            av_push(one, newSV(0));
+            av_push(one, newRV_noinc((SV *)newAV()));
+        } else {
+            size_t p = (size_t)pkg_of[i];
+            size_t first = qmtp_pkg_first_result(c, p);
+            size_t n = (size_t)(av_len(rcpts) + 1);
+            int status = qmtp_pkg_status(c, p);
+            av_push(one, newSViv(status));
+            av_push(one, status == QMTP_OK ? newSV(0) : newSVpv(qmtp_errstr(c), 0));
+            av_push(one, result_hash(aTHX_ c, rcpts, first, n));
+            av_push(one, response_list(aTHX_ c, rcpts, first, n));
+        }
+        av_push(out, newRV_noinc((SV *)one));
+    }
+    EXTEND(SP, 2);
+    mPUSHi(rc);
+    mPUSHs(newRV_noinc((SV *)out));
+
+int
+_server_mode(c)
+    qmtp_client *c
+  CODE:
+    RETVAL = qmtp_server_mode(c);
+  OUTPUT:
+    RETVAL
 
 void
 _results(c)
@@ -287,13 +406,5 @@ _not_ready(c, session_limit)
     } else {
         RETVAL = &PL_sv_undef;
     }
-  OUTPUT:
-    RETVAL
-
-int
-_saw_per_package(c)
-    qmtp_client *c
-  CODE:
-    RETVAL = qmtp_saw_per_package(c);
   OUTPUT:
     RETVAL

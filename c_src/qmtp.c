@@ -118,7 +118,6 @@ void qmtp_batch_reset(qmtp_client *c)
     qmtp_pkgs_clear(c);
     c->nslots = 0;
     c->texts.len = 0;
-    c->saw_per_package = 0;
 }
 
 size_t qmtp_result_count(const qmtp_client *c)
@@ -142,7 +141,22 @@ int qmtp_result_get(const qmtp_client *c, size_t i, qmtp_result *out)
     return QMTP_OK;
 }
 
-int qmtp_saw_per_package(const qmtp_client *c)
+int qmtp_server_mode(const qmtp_client *c)
 {
-    return c->saw_per_package;
+    return (int)c->mode;
+}
+
+size_t qmtp_pkg_count(const qmtp_client *c)
+{
+    return c->npkgs;
+}
+
+int qmtp_pkg_status(const qmtp_client *c, size_t i)
+{
+    return i < c->npkgs ? c->pkgs[i].status : QMTP_E_ARG;
+}
+
+size_t qmtp_pkg_first_result(const qmtp_client *c, size_t i)
+{
+    return i < c->npkgs ? c->pkgs[i].first_slot : c->nslots;
 }

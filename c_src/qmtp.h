@@ -31,7 +31,8 @@ typedef enum qmtp_status {
     QMTP_E_STATE = -9,   /* called in the wrong state (e.g. not connected) */
     QMTP_E_ARG = -10,    /* bad argument (e.g. encoding byte) */
     QMTP_E_FILE = -11,   /* message file unusable, or changed while being sent */
-    QMTP_E_INTR = -12    /* the interrupt hook asked to stop */
+    QMTP_E_INTR = -12,   /* the interrupt hook asked to stop */
+    QMTP_E_NOTSENT = -13 /* a package not begun: the connection ended before */
 } qmtp_status;
 
 /* Called when a wait is interrupted by a signal (EINTR), so that the caller
@@ -50,7 +51,10 @@ typedef struct qmtp_result {
 } qmtp_result;
 
 /* A new client with default limits (connect 120 s, I/O 120 s, responses up
- * to 64 KiB, half-close after 0.5 s of stalled answers). NULL only when out
+ * to 64 KiB, half-close after 0.5 s of stalled answers). Files of more than
+ * 64 KiB are sent with sendfile(2) where the kernel allows it; a SIGPIPE that
+ * sendfile raises is blocked in the calling thread and discarded, never
+ * delivered, and no signal handler or disposition is touched. NULL only when out
  * of memory. Free with qmtp_free. */
 qmtp_client *qmtp_new(void);
 
@@ -116,24 +120,46 @@ int qmtp_pkg_file(qmtp_client *c, const char *path);
 /* Completes the package begun last (it needs a body and a recipient). */
 int qmtp_pkg_end(qmtp_client *c);
 
-/* Writes every queued package and reads one answer per recipient, in a single
- * poll loop. Afterwards every recipient has a result: an answer the server did
- * not give (it closed, stalled past the timeout, or broke the protocol) is a
- * 'Z' with received=0, and the connection is closed. When answers stall after
- * some but not all of a package's, the writing side is half-closed: a server
- * that answers once per package (mailfront) then hangs up, and its single
- * answer stands for the package (per_package=1). Returns 0 when every package
- * was written in full; otherwise the negative status of what stopped the
- * writing (E_FILE, E_IO, E_EOF, E_TIMEOUT, E_STATE), connection closed. */
+/* Drops the package begun last if it was not completed (closing its file),
+ * so that a batch can go on without it. */
+void qmtp_pkg_abandon(qmtp_client *c);
+
+/* Writes every queued package, without waiting between them (§2 pipelining),
+ * and reads the answers, all in one poll loop. Afterwards every recipient has
+ * a result: an answer the server did not give (it closed, stalled past the
+ * timeout, or broke the protocol) is a 'Z' with received=0, and the
+ * connection is closed.
+ * Servers that answer once per package: when the answers of the last package
+ * written stall after some but not all, the writing side is half-closed; a
+ * server that answers per recipient then sends the rest, one that answers per
+ * package hangs up, and its single answer stands for the package
+ * (per_package=1). The client remembers this for the server: later packages
+ * expect one answer each. While it does not know yet, it writes nothing after
+ * a package with several recipients until that one is answered.
+ * Returns 0 when every package was written in full; otherwise the status of
+ * the first that was not (see qmtp_pkg_status), and the connection is closed
+ * once the answers of the packages written in full are in. */
 int qmtp_run(qmtp_client *c);
+
+/* Packages of the last run, and for each: 0 if it was written in full (its
+ * results are answers or deferrals), else why not: QMTP_E_FILE (its file
+ * failed), E_IO/E_EOF/E_TIMEOUT/E_INTR (the connection failed during it), or
+ * QMTP_E_NOTSENT (not a byte written: safe to send again). */
+size_t qmtp_pkg_count(const qmtp_client *c);
+int qmtp_pkg_status(const qmtp_client *c, size_t i);
+
+/* Index of package i's first recipient among the results. */
+size_t qmtp_pkg_first_result(const qmtp_client *c, size_t i);
 
 /* Results of the last qmtp_run. qmtp_result_get returns 0 and fills *out
  * (pointers borrowed as documented on qmtp_result), or QMTP_E_ARG. */
 size_t qmtp_result_count(const qmtp_client *c);
 int qmtp_result_get(const qmtp_client *c, size_t i, qmtp_result *out);
 
-/* 1 if the last run saw a server answer once per package. */
-int qmtp_saw_per_package(const qmtp_client *c);
+/* What the client has learnt of the server (kept across reconnects to the
+ * same host and port): 0 nothing yet, 1 it answers once per recipient, 2 once
+ * per package. */
+int qmtp_server_mode(const qmtp_client *c);
 
 /* Last error: status, text (borrowed, always NUL-terminated), saved errno. */
 int qmtp_err(const qmtp_client *c);

@@ -21,6 +21,7 @@ const char *qmtp_strerror(int status)
     case QMTP_E_ARG:     return "invalid argument";
     case QMTP_E_FILE:    return "message file error";
     case QMTP_E_INTR:    return "interrupted";
+    case QMTP_E_NOTSENT: return "not sent";
     default:             return "unknown error";
     }
 }

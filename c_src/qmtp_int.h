@@ -20,8 +20,15 @@ struct qmtp_pkg {
     int fd;            /* file body, or -1 */
     char *path;        /* for error texts; owned */
     size_t nrcpt;
+    size_t first_slot; /* its recipients' results start here */
+    int status;        /* after a run: 0 written in full, else why not */
+    int no_sendfile;   /* sendfile refused this file: read and write it */
     char enc;          /* '\n' or '\r' */
 };
+
+/* How the server answers, learnt from what it did (QMTP says once per
+ * recipient; mailfront answers once per package). */
+enum qmtp_mode { QMTP_MODE_UNKNOWN, QMTP_MODE_PER_RCPT, QMTP_MODE_PER_PKG };
 
 struct qmtp_slot {     /* one recipient's result */
     char code;
@@ -48,7 +55,7 @@ struct qmtp_client {
     int64_t io_ms;
     int64_t stall_ms;
     size_t max_response;
-    int per_package_server; /* learnt hint: this server answers once per package */
+    enum qmtp_mode mode;    /* of the server at host/port */
 
     qmtp_interrupt_fn on_interrupt;
     void *interrupt_ctx;
@@ -77,7 +84,6 @@ struct qmtp_client {
     struct qmtp_slot *slots;
     size_t nslots;
     size_t slotcap;
-    int saw_per_package;
 };
 
 struct addrinfo;
@@ -105,5 +111,8 @@ void qmtp_buf_free(struct qmtp_buf *b);
 
 /* Closes queued files and forgets queued packages (not the results). */
 void qmtp_pkgs_clear(qmtp_client *c);
+
+/* Closes the files of queued packages, keeping the packages. */
+void qmtp_pkgs_close_files(qmtp_client *c);
 
 #endif

@@ -183,7 +183,7 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         free(c->port);
         c->host = h;
         c->port = p;
-        c->per_package_server = 0;
+        c->mode = QMTP_MODE_UNKNOWN;
     }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;

@@ -19,14 +19,24 @@ static struct qmtp_pkg *current(qmtp_client *c)
     return c->building ? &c->pkgs[c->npkgs - 1] : NULL;
 }
 
-void qmtp_pkgs_clear(qmtp_client *c)
+void qmtp_pkgs_close_files(qmtp_client *c)
 {
     size_t i;
 
     for (i = 0; i < c->npkgs; i++) {
         if (c->pkgs[i].fd >= 0) {
             close(c->pkgs[i].fd);
+            c->pkgs[i].fd = -1;
         }
+    }
+}
+
+void qmtp_pkgs_clear(qmtp_client *c)
+{
+    size_t i;
+
+    qmtp_pkgs_close_files(c);
+    for (i = 0; i < c->npkgs; i++) {
         free(c->pkgs[i].path);
     }
     c->npkgs = 0;
@@ -42,16 +52,8 @@ int qmtp_pkg_begin(qmtp_client *c, char enc, const char *sender, size_t sender_l
         return qmtp_fail(c, QMTP_E_ARG, 0, "encoding byte must be LF or CR, not 0x%02x",
                          (unsigned)(unsigned char)enc);
     }
-    if (c->building) {
-        /* An unfinished package is dropped, not sent half-built. */
-        struct qmtp_pkg *old = current(c);
-        if (old->fd >= 0) {
-            close(old->fd);
-        }
-        free(old->path);
-        c->npkgs--;
-        c->building = 0;
-    }
+    /* An unfinished package is dropped, not sent half-built. */
+    qmtp_pkg_abandon(c);
     if (c->npkgs == c->pkgcap) {
         size_t cap = c->pkgcap ? c->pkgcap * 2 : 4;
         struct qmtp_pkg *n;
@@ -78,6 +80,21 @@ int qmtp_pkg_begin(qmtp_client *c, char enc, const char *sender, size_t sender_l
     c->building = 1;
     c->body_set = 0;
     return QMTP_OK;
+}
+
+void qmtp_pkg_abandon(qmtp_client *c)
+{
+    struct qmtp_pkg *p = current(c);
+
+    if (p == NULL) {
+        return;
+    }
+    if (p->fd >= 0) {
+        close(p->fd);
+    }
+    free(p->path);
+    c->npkgs--;
+    c->building = 0;
 }
 
 static int append_netstring(struct qmtp_buf *b, const char *s, size_t len)

@@ -1,10 +1,11 @@
 /* The send engine, QMTP §2 and §5: write queued packages and read the
  * answers in one poll loop, so that no mix of package sizes and server
- * behaviour can leave both sides blocked on a write. Every wait ends at a
- * deadline on the monotonic clock; every answer not received becomes a
- * temporary failure. */
+ * behaviour can leave both sides blocked on a write (the spec puts that duty
+ * on a pipelining client). Every wait ends at a deadline on the monotonic
+ * clock; every answer not received becomes a temporary failure. Writing is
+ * in qmtp_write.c. */
 #define _GNU_SOURCE 1
-#include "qmtp_int.h"
+#include "qmtp_run.h"
 #include "response.h"
 
 #include <errno.h>
@@ -13,50 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* the BSDs use SO_NOSIGPIPE, set at connect */
-#endif
-
 #define READ_CHUNK 16384
-#define STAGE_CHUNK (256 * 1024)
-#define MAX_IOV 64
 
-enum seg { SEG_HEAD, SEG_BODY, SEG_TAIL };
-
-/* Where the writer is: package, segment, offset within the segment. */
-struct cursor {
-    size_t pkg;
-    enum seg seg;
-    uint64_t off;
-};
-
-struct run {
-    qmtp_client *c;
-    struct cursor w;
-    uint64_t file_read;     /* bytes of the current file body read so far */
-    int file_checked;       /* its end was verified */
-    size_t stage_off;       /* bytes of c->stage already written */
-    size_t rcpts_written;   /* recipients of packages written in full */
-    size_t answered;        /* slots filled from the server's answers */
-    size_t total;
-    size_t apkg;            /* package the next answer belongs to */
-    size_t apkg_first;      /* its first slot */
-    int64_t last_progress;
-    int half_closed;
-    int write_status;       /* what stopped the writing, or 0 */
-};
-
-static uint64_t seg_len(const struct qmtp_pkg *p, enum seg s)
+static int add_slot(qmtp_client *c, char code, int received, int per_package,
+                    const char *text, size_t len)
 {
-    return s == SEG_HEAD ? p->head_len : s == SEG_BODY ? p->body_len : p->tail_len;
-}
-
-static int add_slot(struct run *r, char code, int received, const char *text, size_t len)
-{
-    qmtp_client *c = r->c;
     struct qmtp_slot *s = &c->slots[c->nslots];
 
     if (qmtp_buf_append(&c->texts, text, len) != QMTP_OK) {
@@ -64,7 +28,7 @@ static int add_slot(struct run *r, char code, int received, const char *text, si
     }
     s->code = code;
     s->received = (unsigned char)received;
-    s->per_package = 0;
+    s->per_package = (unsigned char)per_package;
     s->off = c->texts.len - len;
     s->len = len;
     c->nslots++;
@@ -72,224 +36,67 @@ static int add_slot(struct run *r, char code, int received, const char *text, si
 }
 
 /* Everything still unanswered becomes a temporary failure saying why. */
-static void defer_rest(struct run *r, const char *why)
+static void defer_rest(struct qmtp_run *r, const char *why)
 {
+    qmtp_client *c = r->c;
     char text[300];
     int n = snprintf(text, sizeof text, "no response received: %s", why);
     size_t len = n < 0 ? 0 : (size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n;
 
-    while (r->c->nslots < r->total) {
-        if (add_slot(r, 'Z', 0, text, len) != QMTP_OK) {
-            add_slot(r, 'Z', 0, "", 0); /* room for the slot exists already */
+    while (c->nslots < r->total) {
+        if (add_slot(c, 'Z', 0, 0, text, len) != QMTP_OK) {
+            add_slot(c, 'Z', 0, 0, "", 0); /* the slot itself exists already */
         }
     }
 }
 
-/* The server's single answer stands for every recipient of its package. */
-static void spread_package_answer(struct run *r)
+/* The package's one answer stands for all its recipients. */
+static void spread_answer(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
-    struct qmtp_slot first = c->slots[r->apkg_first];
-    size_t end = r->apkg_first + c->pkgs[r->apkg].nrcpt;
+    const struct qmtp_pkg *p = &c->pkgs[r->apkg];
+    struct qmtp_slot first = c->slots[p->first_slot];
     size_t i;
 
-    for (i = r->apkg_first; i < end; i++) {
+    for (i = p->first_slot; i < p->first_slot + p->nrcpt; i++) {
         c->slots[i] = first;
         c->slots[i].per_package = 1;
     }
-    c->nslots = end;
-    r->answered = end;
-    c->saw_per_package = 1;
-    c->per_package_server = 1;
+    c->nslots = p->first_slot + p->nrcpt;
+    r->apkg_got = p->nrcpt;
 }
 
-static int fail_file(struct run *r, const struct qmtp_pkg *p, int e, const char *what)
+static void next_package(struct qmtp_run *r)
 {
-    return qmtp_fail(r->c, QMTP_E_FILE, e, "File '%s' %s", p->path ? p->path : "?", what);
+    r->apkg++;
+    r->apkg_got = 0;
 }
 
-/* All announced bytes are read: the file must end here. */
-static int check_file_end(struct run *r, const struct qmtp_pkg *p)
-{
-    char extra;
-    ssize_t n;
-
-    do {
-        n = read(p->fd, &extra, 1);
-    } while (n < 0 && errno == EINTR);
-    r->file_checked = 1;
-    if (n < 0) {
-        return fail_file(r, p, errno, "could not be read");
-    }
-    return n == 0 ? QMTP_OK : fail_file(r, p, 0, "grew while being sent");
-}
-
-/* Makes sure the writer has file bytes to send. At the end of the file it
- * checks that the file is exactly as long as announced: the message
- * netstring's length is already on the wire, so a file that changed size
- * can only abort the package (§2: close before its last byte). */
-static int fill_stage(struct run *r, struct qmtp_pkg *p)
+/* Takes one answer for the package being answered. */
+static int take_answer(struct qmtp_run *r, char code, const char *text, size_t len)
 {
     qmtp_client *c = r->c;
-    uint64_t left = p->body_len - r->file_read;
-    size_t want;
-    ssize_t n;
+    const struct qmtp_pkg *p = &c->pkgs[r->apkg];
 
-    if (r->stage_off < c->stage.len) {
-        return QMTP_OK;
-    }
-    if (left == 0) {
-        return r->file_checked ? QMTP_OK : check_file_end(r, p);
-    }
-    c->stage.len = 0;
-    r->stage_off = 0;
-    want = left < STAGE_CHUNK ? (size_t)left : STAGE_CHUNK;
-    if (qmtp_buf_reserve(&c->stage, want + 1) != QMTP_OK) {
+    if (add_slot(c, code, 1, 0, text, len) != QMTP_OK) {
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
-    while (c->stage.len < want) {
-        n = read(p->fd, c->stage.p + c->stage.len, want - c->stage.len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return fail_file(r, p, errno, "could not be read");
-        }
-        if (n == 0) {
-            return fail_file(r, p, 0, "shrank while being sent");
-        }
-        c->stage.len += (size_t)n;
+    r->apkg_got++;
+    if (c->mode == QMTP_MODE_PER_PKG && p->nrcpt > 1) {
+        spread_answer(r);
+    } else if (r->apkg_got == 2) {
+        c->mode = QMTP_MODE_PER_RCPT; /* two answers for one package */
+    } else if (p->nrcpt == 1 && c->mode == QMTP_MODE_PER_PKG) {
+        c->slots[c->nslots - 1].per_package = 1;
     }
-    r->file_read += want;
-    return r->file_read == p->body_len ? check_file_end(r, p) : QMTP_OK;
-}
-
-/* Gathers what can be written from cursor w on, without moving it. A file
- * body contributes only what is staged, and nothing after it is added until
- * all of it is. */
-static int gather(const struct run *r, struct iovec *iov)
-{
-    const qmtp_client *c = r->c;
-    struct cursor w = r->w;
-    int n = 0;
-
-    while (w.pkg < c->npkgs && n < MAX_IOV) {
-        const struct qmtp_pkg *p = &c->pkgs[w.pkg];
-        uint64_t len = seg_len(p, w.seg);
-        const char *from;
-        uint64_t avail;
-
-        if (w.seg == SEG_BODY && p->fd >= 0) {
-            if (w.pkg != r->w.pkg) {
-                break; /* only the current package's file is staged */
-            }
-            from = c->stage.p + r->stage_off;
-            avail = c->stage.len - r->stage_off;
-        } else {
-            from = w.seg == SEG_HEAD ? c->out.p + p->head_off
-                 : w.seg == SEG_TAIL ? c->out.p + p->tail_off
-                 : p->body;
-            from += w.off;
-            avail = len - w.off;
-        }
-        if (avail > 0) {
-            iov[n].iov_base = (void *)from;
-            iov[n].iov_len = (size_t)avail;
-            n++;
-        }
-        if (w.off + avail < len) {
-            break;
-        }
-        w.off = 0;
-        if (w.seg == SEG_TAIL) {
-            w.seg = SEG_HEAD;
-            w.pkg++;
-        } else {
-            w.seg = (enum seg)(w.seg + 1);
-        }
+    if (r->apkg_got == p->nrcpt) {
+        next_package(r);
     }
-    return n;
-}
-
-/* Moves the cursor past n written bytes. */
-static void advance(struct run *r, size_t n)
-{
-    qmtp_client *c = r->c;
-
-    while (n > 0 || (r->w.pkg < c->npkgs && r->w.off == seg_len(&c->pkgs[r->w.pkg], r->w.seg))) {
-        struct qmtp_pkg *p = &c->pkgs[r->w.pkg];
-        uint64_t left = seg_len(p, r->w.seg) - r->w.off;
-        size_t step = left < n ? (size_t)left : n;
-
-        r->w.off += step;
-        n -= step;
-        if (r->w.seg == SEG_BODY && p->fd >= 0) {
-            r->stage_off += step;
-        }
-        if (r->w.off < seg_len(p, r->w.seg)) {
-            continue;
-        }
-        r->w.off = 0;
-        if (r->w.seg == SEG_TAIL) {
-            r->rcpts_written += p->nrcpt;
-            r->w.seg = SEG_HEAD;
-            r->w.pkg++;
-            c->stage.len = 0;
-            r->stage_off = 0;
-            r->file_read = 0;
-            r->file_checked = 0;
-        } else {
-            r->w.seg = (enum seg)(r->w.seg + 1);
-        }
-        if (r->w.pkg == c->npkgs) {
-            break;
-        }
-    }
-}
-
-static int write_some(struct run *r)
-{
-    qmtp_client *c = r->c;
-    struct iovec iov[MAX_IOV];
-    struct msghdr msg;
-    int niov;
-    ssize_t n;
-    int rc;
-
-    if (r->w.seg == SEG_BODY || r->w.seg == SEG_HEAD) {
-        struct qmtp_pkg *p = &c->pkgs[r->w.pkg];
-        if (p->fd >= 0) {
-            rc = fill_stage(r, p);
-            if (rc != QMTP_OK) {
-                return rc;
-            }
-        }
-    }
-    niov = gather(r, iov);
-    if (niov == 0) {
-        advance(r, 0);
-        return QMTP_OK;
-    }
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)niov;
-    do {
-        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return QMTP_OK;
-        }
-        return qmtp_fail(c, errno == EPIPE ? QMTP_E_EOF : QMTP_E_IO, errno,
-                         "connection lost while sending the package");
-    }
-    r->last_progress = qmtp_now_ms();
-    advance(r, (size_t)n);
     return QMTP_OK;
 }
 
 /* Takes every complete answer out of the input buffer. */
-static int parse_answers(struct run *r)
+static int parse_answers(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
     size_t used = 0;
@@ -301,7 +108,7 @@ static int parse_answers(struct run *r)
         char code = 0;
         long n;
 
-        if (r->answered == r->rcpts_written) {
+        if (r->apkg >= r->pkgs_written) {
             /* §2: no answer may come before the last byte of its package. */
             rc = qmtp_fail(c, QMTP_E_PROTO, 0,
                            "protocol violation: the server sent %lu bytes before a package was complete",
@@ -315,17 +122,12 @@ static int parse_answers(struct run *r)
         }
         if (n < 0) {
             rc = qmtp_fail(c, QMTP_E_PROTO, 0, "protocol violation: response %lu %s",
-                           (unsigned long)r->answered + 1, qmtp_response_strerror(n));
+                           (unsigned long)c->nslots + 1, qmtp_response_strerror(n));
             break;
         }
-        if (add_slot(r, code, 1, text, text_len) != QMTP_OK) {
-            rc = qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+        rc = take_answer(r, code, text, text_len);
+        if (rc != QMTP_OK) {
             break;
-        }
-        r->answered++;
-        while (r->apkg < c->npkgs && r->answered == r->apkg_first + c->pkgs[r->apkg].nrcpt) {
-            r->apkg_first = r->answered;
-            r->apkg++;
         }
         used += (size_t)n;
     }
@@ -335,7 +137,7 @@ static int parse_answers(struct run *r)
 }
 
 /* Reads what is there. QMTP_E_EOF when the server has closed. */
-static int read_some(struct run *r)
+static int read_some(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
     ssize_t n;
@@ -362,53 +164,70 @@ static int read_some(struct run *r)
 }
 
 /* After a failure, takes whatever answers already arrived: they are real. */
-static void drain_pending(struct run *r)
+static void drain_pending(struct qmtp_run *r)
 {
-    int saved_err = r->c->err;
-    int saved_errno = r->c->sys_errno;
-    char saved[sizeof r->c->errstr];
+    qmtp_client *c = r->c;
+    int saved_err = c->err;
+    int saved_errno = c->sys_errno;
+    char saved[sizeof c->errstr];
 
-    memcpy(saved, r->c->errstr, sizeof saved);
-    while (r->c->fd >= 0 && r->answered < r->total) {
+    memcpy(saved, c->errstr, sizeof saved);
+    while (c->fd >= 0 && c->nslots < r->total) {
         struct pollfd p;
 
-        p.fd = r->c->fd;
+        p.fd = c->fd;
         p.events = POLLIN;
         p.revents = 0;
         if (poll(&p, 1, 0) <= 0 || read_some(r) != QMTP_OK) {
             break;
         }
     }
-    r->c->err = saved_err;
-    r->c->sys_errno = saved_errno;
-    memcpy(r->c->errstr, saved, sizeof saved);
+    c->err = saved_err;
+    c->sys_errno = saved_errno;
+    memcpy(c->errstr, saved, sizeof saved);
 }
 
-static int answers_stalled(const struct run *r, int64_t now)
+/* The answers of the last package written have stopped after some but not
+ * all, and nothing follows it: the moment to half-close (see qmtp.h). */
+static int stall_point(const struct qmtp_run *r, int64_t *at)
 {
     const qmtp_client *c = r->c;
-    size_t got;
-    int64_t wait;
 
-    if (r->half_closed || r->w.pkg < c->npkgs || r->apkg >= c->npkgs) {
+    if (r->half_closed || c->mode == QMTP_MODE_PER_PKG || r->apkg_got == 0 ||
+        r->apkg + 1 != r->pkgs_written || qmtp_wants_write(r)) {
         return 0;
     }
-    got = r->answered - r->apkg_first;
-    if (got == 0 || got >= c->pkgs[r->apkg].nrcpt) {
-        return 0;
+    *at = r->last_progress + c->stall_ms;
+    return 1;
+}
+
+/* Marks the packages written in full as sent, the one being written with
+ * why it stopped, and the rest as not begun. */
+static void record_status(struct qmtp_run *r, int why)
+{
+    qmtp_client *c = r->c;
+    size_t i;
+
+    for (i = 0; i < c->npkgs; i++) {
+        if (i < r->pkgs_written) {
+            c->pkgs[i].status = QMTP_OK;
+        } else if (i == r->w.pkg && (r->w.seg != SEG_HEAD || r->w.off > 0 || why == QMTP_E_FILE)) {
+            c->pkgs[i].status = why;
+        } else {
+            c->pkgs[i].status = QMTP_E_NOTSENT;
+        }
     }
-    wait = c->per_package_server ? 0 : c->stall_ms;
-    return now - r->last_progress >= wait;
 }
 
 /* Ends a run that cannot go on: keep real answers, defer the rest, close. */
-static int finish_failed(struct run *r, int status)
+static int finish_failed(struct qmtp_run *r, int status)
 {
-    int writing = r->w.pkg < r->c->npkgs;
+    qmtp_client *c = r->c;
+    int first_bad;
 
     if (status == QMTP_E_TIMEOUT) {
-        qmtp_fail(r->c, QMTP_E_TIMEOUT, 0, "timed out: no progress for %.3g s %s",
-                  (double)r->c->io_ms / 1000.0, writing ? "while sending" : "waiting for responses");
+        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: no progress for %.3g s %s",
+                  (double)c->io_ms / 1000.0, qmtp_wants_write(r) ? "while sending" : "waiting for responses");
     }
     if (status != QMTP_E_PROTO) {
         drain_pending(r);
@@ -416,42 +235,42 @@ static int finish_failed(struct run *r, int status)
     /* Only a clean hang-up after exactly one whole answer reads as "one
      * answer per package": bytes of a second answer show the server was
      * answering per recipient, and then the rest were simply not received. */
-    if (status == QMTP_E_EOF && r->half_closed && r->apkg < r->c->npkgs &&
-        r->answered - r->apkg_first == 1 && r->c->in.len == 0) {
-        spread_package_answer(r);
+    if (status == QMTP_E_EOF && r->half_closed && r->apkg < c->npkgs && r->apkg_got == 1 &&
+        c->in.len == 0) {
+        c->mode = QMTP_MODE_PER_PKG;
+        spread_answer(r);
+        next_package(r);
     }
-    defer_rest(r, r->c->errstr);
-    qmtp_close(r->c);
-    qmtp_pkgs_clear(r->c);
-    if (r->answered == r->total && !writing) {
-        r->c->err = QMTP_OK;
-        return QMTP_OK;
+    defer_rest(r, c->errstr);
+    record_status(r, r->write_status != QMTP_OK ? r->write_status : status);
+    qmtp_close(c);
+    qmtp_pkgs_close_files(c);
+    first_bad = r->pkgs_written < c->npkgs ? c->pkgs[r->pkgs_written].status : QMTP_OK;
+    if (first_bad == QMTP_OK) {
+        c->err = QMTP_OK;
     }
-    return writing ? status : QMTP_OK;
+    return first_bad;
 }
 
-static int wait_ready(struct run *r, short *revents)
+static int wait_ready(struct qmtp_run *r, short *revents)
 {
     qmtp_client *c = r->c;
     struct pollfd p;
     int64_t now = qmtp_now_ms();
     int64_t deadline = r->last_progress + c->io_ms;
     int64_t wake = deadline;
+    int64_t stall_at;
     int rc;
 
-    if (!r->half_closed && r->w.pkg == c->npkgs && r->apkg < c->npkgs &&
-        r->answered > r->apkg_first) {
-        int64_t stall_at = r->last_progress + (c->per_package_server ? 0 : c->stall_ms);
-        if (stall_at < wake) {
-            wake = stall_at;
-        }
+    if (stall_point(r, &stall_at) && stall_at < wake) {
+        wake = stall_at;
     }
     if (now >= deadline) {
         return QMTP_E_TIMEOUT;
     }
     p.fd = c->fd;
     p.events = POLLIN;
-    if (r->w.pkg < c->npkgs) {
+    if (qmtp_wants_write(r)) {
         p.events |= POLLOUT;
     }
     p.revents = 0;
@@ -466,11 +285,34 @@ static int wait_ready(struct run *r, short *revents)
     return QMTP_OK;
 }
 
+static int prepare(struct qmtp_run *r)
+{
+    qmtp_client *c = r->c;
+    size_t i;
+
+    for (i = 0; i < c->npkgs; i++) {
+        if (c->pkgs[i].nrcpt > SIZE_MAX / sizeof *c->slots - r->total) {
+            return qmtp_fail(c, QMTP_E_TOOBIG, 0, "too many recipients");
+        }
+        c->pkgs[i].first_slot = r->total;
+        c->pkgs[i].status = QMTP_E_NOTSENT;
+        r->total += c->pkgs[i].nrcpt;
+    }
+    if (r->total > c->slotcap) {
+        struct qmtp_slot *s = realloc(c->slots, r->total * sizeof *s);
+        if (s == NULL) {
+            return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+        }
+        c->slots = s;
+        c->slotcap = r->total;
+    }
+    return QMTP_OK;
+}
+
 int qmtp_run(qmtp_client *c)
 {
-    struct run r;
-    size_t i;
-    int rc = QMTP_OK;
+    struct qmtp_run r;
+    int rc;
 
     qmtp_recover(c);
     memset(&r, 0, sizeof r);
@@ -479,41 +321,40 @@ int qmtp_run(qmtp_client *c)
     c->texts.len = 0;
     c->in.len = 0;
     c->stage.len = 0;
-    c->saw_per_package = 0;
     if (c->building) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "a package was begun but not ended");
     }
-    for (i = 0; i < c->npkgs; i++) {
-        if (c->pkgs[i].nrcpt > SIZE_MAX / sizeof *c->slots - r.total) {
-            return qmtp_fail(c, QMTP_E_TOOBIG, 0, "too many recipients");
-        }
-        r.total += c->pkgs[i].nrcpt;
-    }
-    if (r.total > c->slotcap) {
-        struct qmtp_slot *s = realloc(c->slots, r.total * sizeof *s);
-        if (s == NULL) {
-            return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
-        }
-        c->slots = s;
-        c->slotcap = r.total;
+    rc = prepare(&r);
+    if (rc != QMTP_OK) {
+        return rc;
     }
     if (c->fd < 0) {
         qmtp_fail(c, QMTP_E_STATE, 0, "not connected");
         defer_rest(&r, "not connected");
-        qmtp_pkgs_clear(c);
-        return QMTP_E_STATE;
+        qmtp_pkgs_close_files(c);
+        return QMTP_E_NOTSENT;
     }
     c->err = QMTP_OK;
     c->errstr[0] = '\0';
     r.last_progress = qmtp_now_ms();
     c->busy = 1;
 
-    while (r.answered < r.total) {
+    while (c->nslots < r.total) {
         short ev = 0;
+        int64_t stall_at;
 
-        if (answers_stalled(&r, qmtp_now_ms())) {
-            /* A spec server still sends every pending answer after this;
-             * one that answers once per package hangs up instead. */
+        if (r.write_status != QMTP_OK && r.apkg >= r.pkgs_written) {
+            rc = r.write_status; /* every package written in full is answered */
+            break;
+        }
+        if (r.half_closed && r.apkg >= r.pkgs_written) {
+            /* A half-close taught how the server answers; what was held
+             * back behind it must go on a new connection. */
+            rc = qmtp_fail(c, QMTP_E_NOTSENT, 0,
+                           "not sent: the connection was ended to learn how the server answers");
+            break;
+        }
+        if (stall_point(&r, &stall_at) && qmtp_now_ms() >= stall_at) {
             shutdown(c->fd, SHUT_WR);
             r.half_closed = 1;
             r.last_progress = qmtp_now_ms();
@@ -528,9 +369,15 @@ int qmtp_run(qmtp_client *c)
                 break;
             }
         }
-        if ((ev & (POLLOUT | POLLERR)) && r.w.pkg < c->npkgs) {
-            rc = write_some(&r);
-            if (rc != QMTP_OK) {
+        if ((ev & (POLLOUT | POLLERR)) && qmtp_wants_write(&r)) {
+            rc = qmtp_write_some(&r);
+            if (rc == QMTP_E_FILE) {
+                /* Stop writing, but collect the answers of the packages
+                 * already written before closing to abort this one. */
+                r.write_status = rc;
+                r.last_progress = qmtp_now_ms();
+                rc = QMTP_OK;
+            } else if (rc != QMTP_OK) {
                 break;
             }
         }
@@ -539,10 +386,11 @@ int qmtp_run(qmtp_client *c)
     if (rc != QMTP_OK) {
         return finish_failed(&r, rc);
     }
+    record_status(&r, QMTP_OK);
+    qmtp_pkgs_close_files(c);
     if (r.half_closed || c->in.len > 0) {
         /* Half-closed, or more answers than recipients: not reusable. */
         qmtp_close(c);
     }
-    qmtp_pkgs_clear(c);
     return QMTP_OK;
 }

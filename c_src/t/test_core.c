@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 static int passed;
+static int open_after_run;
 static int failed;
 
 #define CHECK(cond, ...)                                  \
@@ -179,6 +180,7 @@ static int run_against(qmtp_client *c, const char *expect, const char *reply, si
     c->fd = sv[0];
     c->connected_at = qmtp_now_ms();
     rc = qmtp_run(c);
+    open_after_run = qmtp_is_open(c);
     qmtp_close(c);
     kill(pid, SIGKILL);
     waitpid(pid, peer_status, 0);
@@ -226,12 +228,20 @@ static void test_engine(void)
     rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
     CHECK(rc == 0 && result_is(c, 0, 'K', "fine", 1, 1) && result_is(c, 2, 'K', "fine", 1, 1),
           "one answer then a hang-up after our half-close stands for the package");
+    CHECK(qmtp_server_mode(c) == 2, "the client learnt that the server answers per package");
+
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "5:Kfine,", 8, 0, &st);
+    CHECK(rc == 0 && result_is(c, 1, 'K', "fine", 1, 1) && open_after_run,
+          "once learnt, one answer stands for the package at once, and the connection stays open");
+    c->mode = QMTP_MODE_UNKNOWN;
 
     package(c, "test\n", 3);
     rc = run_against(c, pkg3, "3:Kok,3:Kok,", 12, 1, &st);
     CHECK(rc == 0 && result_is(c, 1, 'K', "ok", 1, 0) && qmtp_result_count(c) == 3, "two of three: rc %d", rc);
     CHECK(result_is(c, 2, 'Z', "no response received: connection closed by the server", 0, 0),
           "the third, never answered, is a deferral");
+    CHECK(qmtp_server_mode(c) == 1, "two answers for one package: the server answers per recipient");
 
     package(c, "test\n", 2);
     rc = run_against(c, "6:\ntest\n,3:s@x,12:3:a@x,3:b@x,,", "hello", 5, 0, &st);

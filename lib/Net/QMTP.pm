@@ -16,6 +16,12 @@ XSLoader::load('Net::QMTP', $VERSION);
 sub CLONE_SKIP { 1 }
 
 my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
+
+# Statuses from c_src/qmtp.h that the Perl side acts on. A package that was
+# not written in full was not delivered (a server discards it), so these
+# are safe to send again on a new connection.
+use constant { QMTP_E_IO => -4, QMTP_E_EOF => -6, QMTP_E_NOTSENT => -13 };
+my %RESEND = map { $_ => 1 } QMTP_E_IO, QMTP_E_EOF, QMTP_E_NOTSENT;
 my %ENCODING = (unix => "\012", dos => "\015");
 
 my %OPTION = map { $_ => 1 } qw(
@@ -239,6 +245,7 @@ sub reconnect {
     $self->_debug("connecting to $host port $port");
     _connect($self, $host, "$port") or return $self->_core_error;
     $self->{QMTP_WANTED} = 1;
+    $self->{QMTP_USED} = 0;
     $self->{CONNECTTIME} = time;
     $self->_debug('connected to ' . _peer($self));
     return 1;
@@ -282,12 +289,25 @@ sub send {
     $self->_ready_connection or return undef;
 
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
-    $self->_debug_package($file) if $self->{DEBUG};
+    $self->_debug_package($self->{ENCODING}, $self->{SENDER}, $self->{RECIPIENTS},
+        $self->{MESSAGE}, $file) if $self->{DEBUG};
     # Recipients are only ever appended to or replaced, never changed in
     # place, so keeping this array keeps the ones this send went to.
     $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
+    my $reused = $self->{QMTP_USED}++;
     my ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
         $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+    if ($reused && $RESEND{$status}) {
+        # The server dropped a connection it had kept idle just as this
+        # message began; the message was not delivered, so it goes again,
+        # once, on a new connection.
+        $self->_debug('reconnecting: ' . (_error($self))[1]);
+        if ($self->reconnect) {
+            $self->{QMTP_USED} = 1;
+            ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
+                $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+        }
+    }
     $self->{QMTP_RESPONSES} = undef; # built from the client on demand
     $self->_debug_answers if $self->{DEBUG};
     if ($status < 0) {
@@ -296,6 +316,73 @@ sub send {
         return $self->_fail($why);
     }
     return $by_rcpt;
+}
+
+my %JOB_KEY = map { $_ => 1 } qw(sender recipients message file encoding);
+
+# Checks one send_many job and turns it into what _send_many takes.
+sub _job {
+    my ($self, $job, $n) = @_;
+    my $where = "send_many: job $n";
+    ref $job eq 'HASH' or croak "$where is not a hash reference";
+    for my $key (sort keys %$job) {
+        croak "$where: unknown key '$key'" unless $JOB_KEY{$key};
+    }
+    defined $job->{sender} or croak "$where: no sender";
+    my $rcpts = $job->{recipients};
+    ref $rcpts eq 'ARRAY' && @$rcpts or croak "$where: recipients must be a non-empty array reference";
+    defined $job->{message} xor defined $job->{file}
+        or croak "$where: give exactly one of message and file";
+    my $enc = $self->{ENCODING};
+    if (defined $job->{encoding}) {
+        $enc = $ENCODING{ $job->{encoding} } or croak "$where: Unknown encoding: '$job->{encoding}'";
+    }
+    for my $r (@$rcpts) {
+        croak "$where: undefined recipient" unless defined $r;
+        _bytes("recipient (job $n)", $r) if utf8::is_utf8($r);
+    }
+    _bytes("sender (job $n)", $job->{sender}) if utf8::is_utf8($job->{sender});
+    _bytes("message (job $n)", $job->{message}) if defined $job->{message} && utf8::is_utf8($job->{message});
+    return [ $enc, $job->{sender}, $rcpts, $job->{message}, $job->{file} ];
+}
+
+sub send_many {
+    my $self = shift;
+    my @jobs = @_ == 1 && ref $_[0] eq 'ARRAY' ? @{ $_[0] } : @_;
+    $self->{QMTP_ERROR} = undef;
+    @jobs or return $self->_fail('no jobs: send_many needs at least one');
+    my @prepared = map { $self->_job($jobs[$_], $_ + 1) } 0 .. $#jobs;
+    $self->_ready_connection or return undef;
+
+    my @results;
+    my @todo = (0 .. $#jobs);
+    while (@todo) {
+        if ($self->{DEBUG}) {
+            $self->_debug_package(@{ $prepared[$_] }) for @todo;
+        }
+        my ($status, $out) = _send_many($self, [ @prepared[@todo] ]);
+        $self->_debug_answers if $self->{DEBUG};
+        my @again;
+        for my $k (0 .. $#todo) {
+            my ($st, $err, $hash, $list) = @{ $out->[$k] };
+            if ($RESEND{$st}) {
+                push @again, $todo[$k];
+                $err = "not sent: $err" unless $err =~ /^not sent/;
+            }
+            $results[ $todo[$k] ] = {
+                result    => $st < 0 ? undef : $hash,
+                responses => $list,
+                error     => $st < 0 ? $err : undef,
+            };
+        }
+        # Jobs not written in full are safe to send again on a new
+        # connection, as long as each round gets some sent.
+        last if !@again || @again == @todo;
+        $self->_debug('sending ' . @again . ' jobs again on a new connection');
+        $self->_ready_connection or last;
+        @todo = @again;
+    }
+    return \@results;
 }
 
 sub DESTROY {
@@ -319,6 +406,7 @@ sub _printable {
 sub _debug_answers {
     my $self = shift;
     my $flat = [ _results($self) ];
+    $self->_debug('<<< (none: ' . (_error($self))[1] . ')') unless @$flat;
     for (my $i = 0; $i < @$flat; $i += 4) {
         my ($code, $text, $received, $per_package) = @$flat[$i .. $i + 3];
         next if $per_package && $i > 0;
@@ -327,15 +415,15 @@ sub _debug_answers {
 }
 
 sub _debug_package {
-    my ($self, $file) = @_;
-    my $len = $file ? (-s $file || 0) : length $self->{MESSAGE};
-    my $head = ($len + 1) . ':' . _printable($self->{ENCODING});
-    my $body = $file ? "[file $file, $len bytes]"
-             : $len > 64 ? _printable(substr($self->{MESSAGE}, 0, 48)) . "...[$len bytes]"
-             : _printable($self->{MESSAGE});
-    my $rcpts = join '', map { length($_) . ":$_," } @{ $self->{RECIPIENTS} };
-    $self->_debug(">>> $head$body," . length($self->{SENDER}) . ':' . _printable($self->{SENDER}) . ','
-        . length($rcpts) . ':' . _printable($rcpts) . ',');
+    my ($self, $enc, $sender, $rcpts, $message, $file) = @_;
+    my $len = defined $file ? (-s $file || 0) : length $message;
+    my $head = ($len + 1) . ':' . _printable($enc);
+    my $body = defined $file ? "[file $file, $len bytes]"
+             : $len > 64 ? _printable(substr($message, 0, 48)) . "...[$len bytes]"
+             : _printable($message);
+    my $list = join '', map { length($_) . ":$_," } @$rcpts;
+    $self->_debug(">>> $head$body," . length($sender) . ':' . _printable($sender) . ','
+        . length($list) . ':' . _printable($list) . ',');
 }
 
 1;
@@ -513,6 +601,57 @@ Before each message the connection is checked: one that the server closed
 while idle, or that is older than C<SessionLimit>, is replaced by a new
 one first.
 
+=head2 send_many(JOB, ...)
+
+Sends many messages over the connection without waiting between them
+(QMTP pipelining), and returns their results in order. Each JOB is a hash
+reference:
+
+ sender      the envelope sender ('' for the null sender)
+ recipients  an array reference of one or more recipients
+ message     the message bytes, or
+ file        the name of a file holding them (exactly one of the two)
+ encoding    'unix' or 'dos' (default: the object's encoding())
+
+The jobs may also be passed as one array reference. The object's own
+sender, recipients and message are neither used nor changed. Returns a
+reference to an array with one hash per job, in the order given:
+
+ result      what send() would have returned: a hash of recipient =>
+             "success: ...", "deferral: ..." or "failure: ...",
+             or undef when the message was not sent
+ responses   what responses() would have returned for it
+ error       undef, or why the message was not sent (as error())
+
+Returns C<undef>, with the reason in C<error()>, only when nothing could be
+tried (no jobs, or no connection); a malformed job dies (C<croak>) naming
+its number before anything is sent.
+
+Writing and reading happen in one loop, so no mix of message sizes and
+server behaviour can deadlock. When the connection drops, every message
+already answered keeps its answer, every message written in full but not
+answered is a deferral for each of its recipients, and messages that were
+not written in full (so not delivered) are sent again on a new
+connection. A job whose file cannot be opened, or changes size while being
+sent, gets C<result> undef and an C<error>; the other jobs go on. With a
+server that answers once per message (see
+L</"SERVERS THAT ANSWER ONCE PER MESSAGE">), the first message with several
+recipients is sent alone until the client has learnt how the server
+answers; the rest are then pipelined.
+
+ my $results = $qmtp->send_many(
+     { sender => 'me@example.org', recipients => ['a@example.org'], message => $one },
+     { sender => 'me@example.org', recipients => ['b@example.org', 'c@example.org'],
+       file => '/var/spool/out/42' },
+ );
+ for my $i (0 .. $#$results) {
+     my $r = $results->[$i];
+     if (!$r->{result}) { warn "message $i not sent: $r->{error}\n"; next }
+     for my $rcpt (keys %{ $r->{result} }) {
+         print "$i $rcpt: $r->{result}{$rcpt}\n";
+     }
+ }
+
 =head2 responses()
 
 Returns a reference to the list of all answers of the last C<send()>, in
@@ -584,6 +723,8 @@ message starts.
 =item * IPv6, every address of a name, and C<host:port> forms.
 
 =item * C<responses()> keeps every answer in order, duplicates included.
+
+=item * C<send_many()> pipelines many messages over one connection.
 
 =item * Strings with characters above 0xFF die with "Wide character in
 sender" (or recipient, message) instead of corrupting the lengths.
