@@ -221,6 +221,15 @@ _connect(c, host, port)
     RETVAL
 
 int
+_local_addr(c, addr)
+    qmtp_client *c
+    SV *addr
+  CODE:
+    RETVAL = qmtp_set_local_addr(c, SvOK(addr) ? SvPVbyte_nolen(addr) : NULL) == QMTP_OK;
+  OUTPUT:
+    RETVAL
+
+int
 _close(c)
     qmtp_client *c
   CODE:

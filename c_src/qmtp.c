@@ -35,6 +35,7 @@ void qmtp_free(qmtp_client *c)
     free(c->slots);
     free(c->host);
     free(c->port);
+    free(c->local);
     qmtp_buf_free(&c->out);
     qmtp_buf_free(&c->rcpts);
     qmtp_buf_free(&c->sender);

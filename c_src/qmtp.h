@@ -76,9 +76,16 @@ void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx);
 void qmtp_set_max_response(qmtp_client *c, size_t max);
 
 /* Closes any connection, then tries every address of host (IPv4 and IPv6,
- * in resolver order), each with the connect timeout, until one accepts.
- * host and port are copied. Returns 0 or QMTP_E_RESOLVE/QMTP_E_CONNECT/NOMEM. */
+ * in resolver order), each with the connect timeout, until one accepts. A
+ * host starting with '/' is the path of a Unix-domain socket (port unused).
+ * host and port are copied. Returns 0 or QMTP_E_RESOLVE/QMTP_E_CONNECT/
+ * QMTP_E_ARG/QMTP_E_NOMEM. */
 int qmtp_connect(qmtp_client *c, const char *host, const char *port);
+
+/* The local address (a name or numeric address, copied) that later
+ * connections bind to; remote addresses of another family are skipped.
+ * NULL: let the system choose. 0 or QMTP_E_NOMEM. */
+int qmtp_set_local_addr(qmtp_client *c, const char *addr);
 
 /* Closes the connection if open (close(2) only). Returns 1 if one was open. */
 int qmtp_close(qmtp_client *c);

@@ -50,6 +50,8 @@ struct qmtp_client {
     char peer[80];
     char *host;             /* of the last connect, to know if the server changed */
     char *port;
+    char *local;            /* address to bind before connecting, or NULL */
+    int bind_failed;        /* the last connect failed binding it */
 
     int64_t connect_ms;
     int64_t io_ms;

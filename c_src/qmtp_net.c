@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +58,27 @@ static void describe_address(const struct sockaddr *sa, char *out, size_t outlen
         return;
     }
     snprintf(out, outlen, "%s port %u", host, port);
+}
+
+/* Binds fd to the client's local address of the given family. 0 or errno. */
+static int bind_local(qmtp_client *c, int fd, int family)
+{
+    struct addrinfo hints;
+    struct addrinfo *list = NULL;
+    int gai;
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    gai = getaddrinfo(c->local, NULL, &hints, &list);
+    if (gai != 0 || list == NULL) {
+        return EADDRNOTAVAIL; /* no address of this family: try the next remote one */
+    }
+    rc = bind(fd, list->ai_addr, list->ai_addrlen) == 0 ? 0 : errno;
+    freeaddrinfo(list);
+    return rc;
 }
 
 static int open_socket(int family)
@@ -111,6 +133,14 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai)
     if (fd < 0) {
         return errno;
     }
+    if (c->local != NULL && ai->ai_family != AF_UNIX) {
+        int e = bind_local(c, fd, ai->ai_family);
+        if (e != 0) {
+            qmtp_close(c);
+            c->bind_failed = 1;
+            return e;
+        }
+    }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS && errno != EINTR) {
             int e = errno;
@@ -148,8 +178,53 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai)
         }
     }
     /* A package must leave at once, not wait for the previous one's ACK. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ai->ai_family != AF_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     return 0;
+}
+
+/* A server on this machine at a Unix-domain socket path. */
+static int connect_unix(qmtp_client *c, const char *path)
+{
+    struct sockaddr_un sun;
+    struct addrinfo ai;
+    int e;
+
+    if (strlen(path) >= sizeof sun.sun_path) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "socket path '%s' is too long", path);
+    }
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    memset(&ai, 0, sizeof ai);
+    ai.ai_family = AF_UNIX;
+    ai.ai_socktype = SOCK_STREAM;
+    ai.ai_addr = (struct sockaddr *)(void *)&sun;
+    ai.ai_addrlen = sizeof sun;
+    c->busy = 1;
+    e = connect_one(c, &ai);
+    c->busy = 0;
+    if (e != 0) {
+        return e == ETIMEDOUT
+            ? qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to unix socket %s: timed out", path)
+            : qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to unix socket %s", path);
+    }
+    c->connected_at = qmtp_now_ms();
+    snprintf(c->peer, sizeof c->peer, "unix socket %s", path);
+    return QMTP_OK;
+}
+
+int qmtp_set_local_addr(qmtp_client *c, const char *addr)
+{
+    char *copy = NULL;
+
+    if (addr != NULL && (copy = copy_string(addr)) == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    }
+    free(c->local);
+    c->local = copy;
+    return QMTP_OK;
 }
 
 static int same_server(const qmtp_client *c, const char *host, const char *port)
@@ -185,6 +260,10 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         c->port = p;
         c->mode = QMTP_MODE_UNKNOWN;
     }
+    if (host[0] == '/') {
+        return connect_unix(c, host);
+    }
+    c->bind_failed = 0;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -220,6 +299,10 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
     if (last_errno == ETIMEDOUT) {
         return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
                          host, where, (double)c->connect_ms / 1000.0);
+    }
+    if (c->bind_failed) {
+        return qmtp_fail(c, QMTP_E_CONNECT, last_errno, "cannot connect to %s (%s) from local address '%s'",
+                         host, where, c->local);
     }
     return qmtp_fail(c, QMTP_E_CONNECT, last_errno, "cannot connect to %s (%s)", host, where);
 }

@@ -87,6 +87,74 @@ SKIP: {
     is($qd && try_send($qd), 'success: v4', '... and it sends');
 }
 
+# LocalAddr binds the source address.
+{
+    my $peer = Test::QMTPServer->new(sub {
+        my ($conn) = @_;
+        while ($conn->read_package) { $conn->answer_all('K', $conn->socket->peerhost) }
+    });
+    my $from = Net::QMTP->new('127.0.0.1', Port => $peer->port, LocalAddr => '127.0.0.2', Timeout => 5);
+    ok($from, 'LocalAddr => 127.0.0.2') or diag $@;
+    is($from && try_send($from), 'success: 127.0.0.2', '... and the server sees that source address');
+    undef $from;
+    $@ = '';
+    is(Net::QMTP->new('127.0.0.1', Port => $peer->port, LocalAddr => '::1', ConnectTimeout => 2), undef,
+        'a LocalAddr of another family than the server: no connection');
+    like($@, qr/from local address '::1'/, '... and $@ names the local address');
+    eval { Net::QMTP->new('127.0.0.1', LocalAddr => '', DeferConnect => 1) };
+    like($@, qr/LocalAddr must be/, 'an empty LocalAddr croaks');
+}
+
+# A list of servers is tried in order until one connects.
+{
+    require IO::Socket::INET;
+    my $gone = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
+    my $dead = $gone->sockport;
+    close $gone;
+    my $ql = Net::QMTP->new(["127.0.0.1:$dead", "127.0.0.1:$port"], Timeout => 5);
+    ok($ql, 'a list of servers: the first refuses, the second is used') or diag $@;
+    is($ql && try_send($ql), 'success: v4', '... and it sends');
+    is_deeply($ql && $ql->server, ["127.0.0.1:$dead", "127.0.0.1:$port"], 'server() returns the list');
+    undef $ql;
+    $@ = '';
+    is(Net::QMTP->new(["127.0.0.1:$dead", "127.0.0.1:1"]), undef, 'all of them refuse: undef');
+    like($@, qr/port $dead\b.*; .*port 1\b/, '$@ says why for each');
+    eval { Net::QMTP->new([]) };
+    like($@, qr/^No server specified in constructor/, 'an empty list croaks');
+}
+
+# A Unix-domain socket path as the server.
+{
+    require IO::Socket::UNIX;
+    require File::Temp;
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $path = "$dir/qmtp.sock";
+    my $listen = IO::Socket::UNIX->new(Local => $path, Listen => 5) or die "unix listen: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        alarm 30;
+        while (my $c = $listen->accept) {
+            my $buf = '';
+            while (sysread($c, $buf, 65536, length $buf)) {
+                if ($buf =~ /,\d+:[^,]*,\d+:(?:\d+:[^,]*,)+,\z/) { syswrite $c, '5:Kunix,'; $buf = '' }
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $listen;
+    my $qu = Net::QMTP->new($path, Timeout => 5);
+    ok($qu, 'a Unix socket path as the server') or diag $@;
+    is($qu && try_send($qu), 'success: unix', '... and it sends');
+    undef $qu;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    $@ = '';
+    is(Net::QMTP->new("$dir/none.sock"), undef, 'a socket path nobody listens on: undef');
+    like($@, qr/unix socket \Q$dir\E\/none\.sock.*No such file/, '... and $@ says why');
+}
+
 # Failures say what went wrong.
 $@ = '';
 is(Net::QMTP->new('no-such-host.invalid', Port => $port), undef, 'an unknown host name: undef');

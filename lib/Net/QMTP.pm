@@ -25,7 +25,7 @@ my %RESEND = map { $_ => 1 } QMTP_E_IO, QMTP_E_EOF, QMTP_E_NOTSENT;
 my %ENCODING = (unix => "\012", dos => "\015");
 
 my %OPTION = map { $_ => 1 } qw(
-    Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse
+    Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse LocalAddr
 );
 
 sub new {
@@ -33,6 +33,7 @@ sub new {
     my $class = ref($proto) || $proto
         or croak 'Net::QMTP::new is a class method: Net::QMTP->new(HOST, %options)';
     my $server = shift or croak 'No server specified in constructor';
+    _check_servers($server);
     croak 'Net::QMTP->new: options must be NAME => VALUE pairs' if @_ % 2;
     my %args = @_;
     for my $name (sort keys %args) {
@@ -70,6 +71,11 @@ sub new {
             or croak "MaxResponse must be a whole number of bytes from 1 to 999999999, not '$args{MaxResponse}'";
         $self->{QMTP_MAXRESP} = $args{MaxResponse};
     }
+    if (defined $args{LocalAddr}) {
+        length $args{LocalAddr} && $args{LocalAddr} !~ /\s/
+            or croak "LocalAddr must be a host name or address, not '$args{LocalAddr}'";
+        _local_addr($self, $args{LocalAddr});
+    }
     $self->_configure_core;
     $self->_debug("Net::QMTP $VERSION, server $server");
 
@@ -80,6 +86,17 @@ sub new {
         }
     }
     return $self;
+}
+
+# A server is a host (name or address, optionally with a port), a Unix
+# socket path, or a list of those to try in turn.
+sub _check_servers {
+    my ($server) = @_;
+    my @list = ref $server eq 'ARRAY' ? @$server : ($server);
+    croak 'No server specified in constructor' unless @list;
+    for (@list) {
+        croak 'Each server must be a non-empty string' unless defined && !ref && length;
+    }
 }
 
 sub _check_port {
@@ -132,7 +149,10 @@ sub error {
 
 sub server {
     my $self = shift;
-    $self->{SERVER} = shift if @_;
+    if (@_) {
+        _check_servers($_[0]);
+        $self->{SERVER} = shift;
+    }
     return $self->{SERVER};
 }
 
@@ -227,8 +247,8 @@ sub responses {
 }
 
 sub _server_and_port {
-    my $self = shift;
-    my $server = $self->{SERVER};
+    my ($self, $server) = @_;
+    return ($server, $self->{PORT}) if $server =~ m{\A/};  # a Unix socket path
     return ($1, defined $2 ? $2 : $self->{PORT}) if $server =~ /\A\[([^\]]+)\](?::([^:]+))?\z/;
     return ($1, $2) if $server =~ /\A([^:]*):([^:]+)\z/;
     return ($server, $self->{PORT}); # a name, an IPv4 address or a bare IPv6 address
@@ -239,11 +259,15 @@ sub reconnect {
     $self->{QMTP_ERROR} = undef;
     $self->{QMTP_WANTED} = 0;
     _close($self);
-    defined $self->{SERVER} && length $self->{SERVER}
-        or return $self->_fail('no server: call server() first');
-    my ($host, $port) = $self->_server_and_port;
-    $self->_debug("connecting to $host port $port");
-    _connect($self, $host, "$port") or return $self->_core_error;
+    my @servers = ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
+    my @why;
+    for my $server (@servers) {
+        my ($host, $port) = $self->_server_and_port($server);
+        $self->_debug($host =~ m{\A/} ? "connecting to unix socket $host" : "connecting to $host port $port");
+        last if _connect($self, $host, "$port");
+        push @why, (_error($self))[1];
+    }
+    return $self->_fail(join '; ', @why) if @why == @servers;
     $self->{QMTP_WANTED} = 1;
     $self->{QMTP_USED} = 0;
     $self->{CONNECTTIME} = time;
@@ -478,7 +502,9 @@ constructor") or with an invalid option value.
 C<HOST> is a host name, an IPv4 address or an IPv6 address, optionally
 with a port: C<host:port>, C<[2001:db8::1]:port> or C<[2001:db8::1]>. Every
 address the name resolves to, IPv6 and IPv4, is tried in turn until one
-accepts the connection.
+accepts the connection. A C<HOST> starting with C</> is the path of a
+Unix-domain socket on this machine. C<HOST> may also be a reference to a
+list of such hosts, tried in order until one connects (as in libnet).
 
 OPTIONS are name/value pairs:
 
@@ -525,6 +551,11 @@ See L</"SERVERS THAT ANSWER ONCE PER MESSAGE">.
 The longest answer accepted from the server, in bytes (default 65536);
 a longer one is treated as a protocol violation.
 
+=item LocalAddr
+
+The local address (name or numeric) to connect from. Addresses of the
+server of another family (IPv6 when LocalAddr is IPv4) are skipped.
+
 =back
 
 =head1 METHODS
@@ -542,8 +573,8 @@ empty list when there are none). Order and duplicates are kept.
 
 =head2 server(HOST), server()
 
-Sets or returns the server. A new server takes effect at the next
-C<reconnect()>.
+Sets or returns the server (or list of servers, as in C<new>). A new
+server takes effect at the next C<reconnect()>.
 
 =head2 message(TEXT), message()
 
