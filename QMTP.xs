@@ -6,7 +6,6 @@
 #include "XSUB.h"
 
 #define NEED_mg_findext
-#define NEED_sv_2pvbyte
 #include "ppport.h"
 
 #include "qmtp.h"

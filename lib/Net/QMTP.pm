@@ -20,8 +20,7 @@ my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
 # Statuses from c_src/qmtp.h that the Perl side acts on. A package that was
 # not written in full was not delivered (a server discards it), so these
 # are safe to send again on a new connection.
-use constant { QMTP_E_IO => -4, QMTP_E_EOF => -6, QMTP_E_NOTSENT => -13 };
-my %RESEND = map { $_ => 1 } QMTP_E_IO, QMTP_E_EOF, QMTP_E_NOTSENT;
+my %RESEND = map { $_ => 1 } -4, -6, -13; # QMTP_E_IO, QMTP_E_EOF, QMTP_E_NOTSENT
 my %ENCODING = (unix => "\012", dos => "\015");
 
 my %OPTION = map { $_ => 1 } qw(
@@ -490,6 +489,26 @@ run unchanged. The protocol is implemented in C, and the module adds what
 has read and write timeouts, it says why something failed, and it sends
 each message in a single write.
 
+=head1 QUICK START
+
+On a fresh Debian machine, from the top of the distribution, two
+commands. The first installs what is needed (build tools, mailfront and
+ucspi-tcp, through sudo when not root), builds the module, starts a real
+QMTP server (mailfront under tcpserver) on loopback, sends it a message for
+two recipients with L<qmtp-send>, and shows the per-recipient results and
+the message as the server stored it:
+
+    bash examples/demo.sh
+
+The second builds the module and runs every test; it is the command CI
+runs (see L</TESTS>):
+
+    perl Makefile.PL && make && make test
+
+From the shell, L<qmtp-send> sends standard input or files:
+
+    qmtp-send --server mail.example.org --sender me@example.org you@example.net < message
+
 =head1 CONSTRUCTOR
 
 =head2 new(HOST [, OPTIONS])
@@ -737,6 +756,82 @@ seen answering once per message, later messages to it skip the wait. The
 connection cannot carry another message after this, so the next C<send()>
 opens a new one.
 
+=head1 RESULTS AND WHAT TO DO WITH THEM
+
+Each recipient's result is the server's answer: C<success: > (the server
+has taken responsibility for the message), C<failure: > (it never will:
+bounce or drop it), or C<deferral: > (not now: keep the message and try
+again later, as a mail queue does, with growing intervals; give up after
+some days). A deferral is also what this module reports when it cannot
+know what happened: the server closed the connection, timed out or broke
+the protocol after the message was written in full. The server may then
+have delivered it, so a retry can occasionally deliver a message twice;
+that is the protocol's choice, as it is SMTP's, of duplicates over loss.
+C<responses()> tells the two kinds of deferral apart: C<received> is 0
+when no answer came.
+
+A message that was not written in full is never delivered (a QMTP server
+discards it), so it is safe to send again at once: C<send()> does so by
+itself, once, when the server dropped a connection it had kept idle just
+as the message began, and C<send_many()> does it for every such message.
+
+=head1 ERRORS
+
+Mistakes in the calling code die (C<croak>) at the caller's line: a
+missing server, invalid option values, an unknown encoding, an undefined
+recipient, "Wide character in ..." for strings that are not bytes, and
+malformed C<send_many> jobs. The 0.06 warnings (C<carp>) stay: "Message
+already created by message()", "Message already created by
+message_from_file()", "Socket is not defined", and the message file
+errors.
+
+Nothing the server or the network does dies: calls return C<undef> (or
+deferrals, as above) and C<error()> says what happened, for example:
+
+ cannot resolve 'mx.example' port '209': Name or service not known
+ cannot connect to mx.example.org (192.0.2.7 port 209): Connection refused
+ cannot connect to mx.example.org (192.0.2.7 port 209): timed out after 120 s
+ timed out: no progress for 120 s while sending
+ connection lost while sending the package: Broken pipe
+ File '/spool/msg' shrank while being sent
+ Cannot open file '/spool/msg': No such file or directory
+ not connected: call reconnect() first
+
+and in a deferral's text, after C<no response received: >:
+
+ connection closed by the server
+ connection closed by the server in the middle of a response
+ timed out: no progress for 120 s waiting for responses
+ protocol violation: response 2 has a status byte other than K, Z or D
+
+=head1 EXAMPLES
+
+One message, with the reasons for anything but success:
+
+ use Net::QMTP;
+ my $qmtp = Net::QMTP->new('mail.example.org', Timeout => 60)
+     or die "cannot connect: $@\n";
+ $qmtp->sender('news@example.org');
+ $qmtp->recipient($_) for @subscribers;
+ $qmtp->message_from_file('/var/spool/news/issue-42');
+ my $result = $qmtp->send or die 'not sent: ' . $qmtp->error . "\n";
+ for my $r (@{ $qmtp->responses }) {
+     next if $r->{code} eq 'K';
+     print "$r->{recipient}: $r->{response}\n";   # retry the deferrals later
+ }
+
+Many messages over one connection:
+
+ my @jobs = map { { sender => 'me@example.org', recipients => [$_->{to}],
+                    message => $_->{text} } } @outbox;
+ my $results = $qmtp->send_many(@jobs) or die $qmtp->error;
+
+A subclass with its own fields, as with 0.06:
+
+ package My::QMTP;
+ use parent 'Net::QMTP';
+ sub new { my $self = shift->SUPER::new(@_) or return; $self->{sent} = 0; $self }
+
 =head1 DIFFERENCES FROM 0.06
 
 =over 4
@@ -765,6 +860,15 @@ connection does not stall 40 ms per message; files are streamed.
 
 =item * Unknown constructor options warn; invalid values die.
 
+=item * C<LocalAddr>, lists of servers tried in turn, and Unix-domain
+socket paths, as libnet users expect.
+
+=item * A message that could not be written in full because the server
+dropped an idle connection as it began is sent again, once, on a new
+connection (it cannot have been delivered).
+
+=item * The L<qmtp-send> command.
+
 =back
 
 =head1 THREADS AND FORK
@@ -775,10 +879,23 @@ object in the thread. After C<fork>, parent and child share the socket: a
 child that destroys its copy only closes its own descriptor and does not
 disturb the parent, but only one of them may send over it.
 
+=head1 TESTS
+
+C<perl Makefile.PL && make && make test> runs every test. The tests talk
+to a scripted fake server (in F<t/lib>) for faults a real server will not
+produce on demand, and to a real one: mailfront under tcpserver on
+loopback, which skip, saying why, when mailfront and tcpserver (Debian:
+mailfront, ucspi-tcp) are not installed, and fail instead when
+C<NET_QMTP_REQUIRE_MAILFRONT=1> (as in CI). C<NET_QMTP_SOAK=1> runs the
+leak tests at full size. The C core has its own tests and fuzzers, without
+Perl: C<make -C c_src/t check asan fuzz>. Author tests: C<prove -b xt>.
+F<.ci/run> is what CI runs: all of the above, plus the test suite under
+valgrind and the distribution checks.
+
 =head1 SEE ALSO
 
-The QMTP specification, L<http://cr.yp.to/proto/qmtp.txt>;
-L<qmail-qmtpd(8)>; L<Net::SMTP>.
+L<qmtp-send>, the command; the QMTP specification,
+L<http://cr.yp.to/proto/qmtp.txt>; L<qmail-qmtpd(8)>; L<Net::SMTP>.
 
 =head1 AUTHOR
 
