@@ -174,6 +174,68 @@ static SV *job_field(pTHX_ AV *job, SSize_t i)
     return sv != NULL ? *sv : &PL_sv_undef;
 }
 
+/* Lays out a package per job. A job that cannot be laid out (its file
+ * cannot be opened, say) is left out, and the others go on. Returns a
+ * mortal array: for each job, its package index, or [status, error]. */
+static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs)
+{
+    AV *built = (AV *)sv_2mortal((SV *)newAV());
+    SSize_t njobs = av_len(jobs) + 1;
+    SSize_t i;
+    IV npkg = 0;
+
+    qmtp_batch_reset(c);
+    for (i = 0; i < njobs; i++) {
+        AV *job = job_field_av(aTHX_ jobs, i);
+        int rc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), job_field(aTHX_ job, 1),
+                              job_field_av(aTHX_ job, 2), job_field(aTHX_ job, 3), job_field(aTHX_ job, 4));
+        if (rc == QMTP_OK) {
+            av_push(built, newSViv(npkg++));
+        } else {
+            AV *why = newAV();
+            qmtp_pkg_abandon(c);
+            av_push(why, newSViv(rc));
+            av_push(why, newSVpv(qmtp_errstr(c), 0));
+            av_push(built, newRV_noinc((SV *)why));
+        }
+    }
+    return built;
+}
+
+/* For each job: [status, error or undef, \%result, \@responses]. */
+static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built)
+{
+    AV *out = newAV();
+    SSize_t njobs = av_len(jobs) + 1;
+    SSize_t i;
+
+    for (i = 0; i < njobs; i++) {
+        AV *rcpts = job_field_av(aTHX_ job_field_av(aTHX_ jobs, i), 2);
+        SV *b = job_field(aTHX_ built, i);
+        AV *one = newAV();
+
+        if (SvROK(b)) {
+            AV *why = (AV *)SvRV(b);
+            av_push(one, newSVsv(job_field(aTHX_ why, 0)));
+            av_push(one, newSVsv(job_field(aTHX_ why, 1)));
+            av_push(one, newSV(0));
+            av_push(one, newRV_noinc((SV *)newAV()));
+        } else {
+            size_t p = (size_t)SvIV(b);
+            size_t first = qmtp_pkg_first_result(c, p);
+            size_t n = (size_t)(av_len(rcpts) + 1);
+            int status = qmtp_pkg_status(c, p);
+
+            av_push(one, newSViv(status));
+            av_push(one, status == QMTP_OK ? newSV(0) : newSVpv(qmtp_errstr(c), 0));
+            av_push(one, result_hash(aTHX_ c, rcpts, first, n));
+            av_push(one, response_list(aTHX_ c, rcpts, first, n));
+        }
+        av_push(out, newRV_noinc((SV *)one));
+    }
+    return out;
+}
+
 MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
 
 PROTOTYPES: DISABLE
@@ -314,63 +376,16 @@ _send_many(c, jobs)
     qmtp_client *c
     AV *jobs
   PREINIT:
-    SSize_t i;
-    SSize_t njobs;
-    AV *out;
-    int *pkg_of;
-    SV *build_errors;
-    size_t npkg = 0;
+    AV *built;
     int rc;
   PPCODE:
     /* jobs: [ [enc, sender, \@rcpts, message or undef, file or undef], ... ]
      * returns the run's status and, per job, [status, error, \%result, \@responses] */
-    njobs = av_len(jobs) + 1;
-    qmtp_batch_reset(c);
-    /* Scratch memory is a mortal SV, so a croak below leaks nothing. */
-    pkg_of = (int *)SvPVX(sv_2mortal(newSV((STRLEN)(njobs + 1) * sizeof(int))));
-    build_errors = sv_2mortal((SV *)newAV());
-    for (i = 0; i < njobs; i++) {
-        AV *job = job_field_av(aTHX_ jobs, i);
-        int brc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), job_field(aTHX_ job, 1),
-                               job_field_av(aTHX_ job, 2), job_field(aTHX_ job, 3), job_field(aTHX_ job, 4));
-        if (brc == QMTP_OK) {
-            pkg_of[i] = (int)npkg++;
-        } else {
-            /* This job cannot be sent; the others go on without it. */
-            qmtp_pkg_abandon(c);
-            pkg_of[i] = brc;
-            av_store((AV *)build_errors, i, newSVpv(qmtp_errstr(c), 0));
-        }
-    }
-    rc = npkg > 0 ? qmtp_run(c) : QMTP_OK;
-    out = newAV();
-    av_extend(out, njobs);
-    for (i = 0; i < njobs; i++) {
-        AV *job = job_field_av(aTHX_ jobs, i);
-        AV *rcpts = job_field_av(aTHX_ job, 2);
-        AV *one = newAV();
-
-        if (pkg_of[i] < 0) {
-            SV **why = av_fetch((AV *)build_errors, i, 0);
-            av_push(one, newSViv(pkg_of[i]));
-            av_push(one, why != NULL ? newSVsv(*why) : newSV(0));
-            av_push(one, newSV(0));
-            av_push(one, newRV_noinc((SV *)newAV()));
-        } else {
-            size_t p = (size_t)pkg_of[i];
-            size_t first = qmtp_pkg_first_result(c, p);
-            size_t n = (size_t)(av_len(rcpts) + 1);
-            int status = qmtp_pkg_status(c, p);
-            av_push(one, newSViv(status));
-            av_push(one, status == QMTP_OK ? newSV(0) : newSVpv(qmtp_errstr(c), 0));
-            av_push(one, result_hash(aTHX_ c, rcpts, first, n));
-            av_push(one, response_list(aTHX_ c, rcpts, first, n));
-        }
-        av_push(out, newRV_noinc((SV *)one));
-    }
+    built = build_batch(aTHX_ c, jobs);
+    rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;
     EXTEND(SP, 2);
     mPUSHi(rc);
-    mPUSHs(newRV_noinc((SV *)out));
+    mPUSHs(newRV_noinc((SV *)batch_outcomes(aTHX_ c, jobs, built)));
 
 int
 _server_mode(c)
