@@ -20,7 +20,8 @@ my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
 # Statuses from c_src/qmtp.h that the Perl side acts on. A package that was
 # not written in full was not delivered (a server discards it), so these
 # are safe to send again on a new connection.
-my %RESEND = map { $_ => 1 } -4, -6, -13; # QMTP_E_IO, QMTP_E_EOF, QMTP_E_NOTSENT
+my $NOT_BEGUN = -13;                          # QMTP_E_NOTSENT
+my %RESEND = map { $_ => 1 } -4, -6, $NOT_BEGUN; # and QMTP_E_IO, QMTP_E_EOF
 my %ENCODING = (unix => "\012", dos => "\015");
 
 my %OPTION = map { $_ => 1 } qw(
@@ -377,6 +378,10 @@ sub send_many {
     my @prepared = map { $self->_job($jobs[$_], $_ + 1) } 0 .. $#jobs;
     $self->_ready_connection or return undef;
 
+    # responses() speaks of the last send(): keep it before the client's
+    # results are replaced.
+    $self->responses unless $self->{QMTP_RESPONSES};
+
     my @results;
     my @todo = (0 .. $#jobs);
     while (@todo) {
@@ -385,13 +390,19 @@ sub send_many {
         }
         my ($status, $out) = _send_many($self, [ @prepared[@todo] ]);
         $self->_debug_answers if $self->{DEBUG};
+        # What stopped this round, if anything: the jobs after it were not
+        # begun, and their error says so.
+        my ($stopper) = grep { $out->[$_][0] < 0 && $out->[$_][0] != $NOT_BEGUN } 0 .. $#todo;
         my @again;
         for my $k (0 .. $#todo) {
             my ($st, $err, $hash, $list) = @{ $out->[$k] };
-            if ($RESEND{$st}) {
-                push @again, $todo[$k];
-                $err = "not sent: $err" unless $err =~ /^not sent/;
+            if ($st == $NOT_BEGUN && defined $stopper) {
+                $err = 'not sent: the connection was closed after message ' . ($todo[$stopper] + 1)
+                    . " failed ($out->[$stopper][1])";
+            } elsif ($RESEND{$st} && $err !~ /^not sent/) {
+                $err = "not sent: $err";
             }
+            push @again, $todo[$k] if $RESEND{$st};
             $results[ $todo[$k] ] = {
                 result    => $st < 0 ? undef : $hash,
                 responses => $list,
@@ -402,7 +413,10 @@ sub send_many {
         # connection, as long as each round gets some sent.
         last if !@again || @again == @todo;
         $self->_debug('sending ' . @again . ' jobs again on a new connection');
-        $self->_ready_connection or last;
+        if (!$self->_ready_connection) {
+            $results[$_]{error} = 'not sent: ' . $self->error for @again;
+            last;
+        }
         @todo = @again;
     }
     return \@results;
@@ -682,7 +696,8 @@ server behaviour can deadlock. When the connection drops, every message
 already answered keeps its answer, every message written in full but not
 answered is a deferral for each of its recipients, and messages that were
 not written in full (so not delivered) are sent again on a new
-connection. A job whose file cannot be opened, or changes size while being
+connection; not after a timeout, though: a server too slow for one message
+would be as slow for the next. A job whose file cannot be opened, or changes size while being
 sent, gets C<result> undef and an C<error>; the other jobs go on. With a
 server that answers once per message (see
 L</"SERVERS THAT ANSWER ONCE PER MESSAGE">), the first message with several
