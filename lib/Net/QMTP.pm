@@ -298,7 +298,11 @@ sub _ready_connection {
     my $why = _not_ready($self, $self->{SESSIONLIMIT});
     return 1 unless defined $why;
     $self->_debug("reconnecting: $why");
-    return $self->reconnect;
+    return 1 if $self->reconnect;
+    # The caller still wants a connection: the next call tries again,
+    # rather than leaving a long-running sender stuck after one outage.
+    $self->{QMTP_WANTED} = 1;
+    return undef;
 }
 
 sub send {
