@@ -68,6 +68,9 @@ static void spread_answer(struct qmtp_run *r)
 
 static void next_package(struct qmtp_run *r)
 {
+    const struct qmtp_pkg *p = &r->c->pkgs[r->apkg];
+
+    r->in_flight -= p->head_len + p->body_len + p->tail_len;
     r->apkg++;
     r->apkg_got = 0;
 }

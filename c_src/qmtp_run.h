@@ -23,6 +23,7 @@ struct qmtp_run {
     size_t apkg;            /* package the next answer belongs to */
     size_t apkg_got;        /* answers it has had */
     size_t total;           /* recipients of all packages */
+    uint64_t in_flight;     /* bytes of packages written in full, not yet answered */
     int64_t last_progress;
     int half_closed;
     int write_status;       /* what stopped the writing, or 0 */

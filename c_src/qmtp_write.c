@@ -32,6 +32,10 @@
 #define SMALL_FILE (64 * 1024) /* up to this, a file is staged and gathered */
 #define SENDFILE_CHUNK (4 * 1024 * 1024)
 #define MAX_IOV 64
+/* Unanswered bytes beyond which no new package starts: enough to keep any
+ * link busy, small enough that a stream of large messages does not sit in
+ * socket buffers (loopback and user-space stacks slow down then). */
+#define PIPELINE_WINDOW (4 * 1024 * 1024)
 
 static uint64_t seg_len(const struct qmtp_pkg *p, enum qmtp_seg s)
 {
@@ -53,6 +57,9 @@ int qmtp_may_start(const struct qmtp_run *r, size_t i)
     const qmtp_client *c = r->c;
 
     if (i >= c->npkgs || r->write_status != QMTP_OK) {
+        return 0;
+    }
+    if (i > r->apkg && r->in_flight >= PIPELINE_WINDOW) {
         return 0;
     }
     if (c->mode != QMTP_MODE_UNKNOWN || i == 0) {
@@ -205,6 +212,7 @@ static void advance(struct qmtp_run *r, uint64_t n)
             continue;
         }
         r->pkgs_written++;
+        r->in_flight += p->head_len + p->body_len + p->tail_len;
         r->w.seg = SEG_HEAD;
         r->w.pkg++;
         c->stage.len = 0;

@@ -297,10 +297,16 @@ sub _ready_connection {
     $self->{QMTP_WANTED} or return $self->_fail('not connected: call reconnect() first');
     my $why = _not_ready($self, $self->{SESSIONLIMIT});
     return 1 unless defined $why;
+    return $self->_auto_reconnect($why);
+}
+
+# A reconnect the caller did not ask for. If it fails, the caller still
+# wants a connection: the next call tries again, rather than leaving a
+# long-running sender stuck after one outage.
+sub _auto_reconnect {
+    my ($self, $why) = @_;
     $self->_debug("reconnecting: $why");
     return 1 if $self->reconnect;
-    # The caller still wants a connection: the next call tries again,
-    # rather than leaving a long-running sender stuck after one outage.
     $self->{QMTP_WANTED} = 1;
     return undef;
 }
@@ -325,12 +331,12 @@ sub send {
     my $reused = $self->{QMTP_USED}++;
     my ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
         $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
-    if ($reused && $RESEND{$status}) {
-        # The server dropped a connection it had kept idle just as this
-        # message began; the message was not delivered, so it goes again,
-        # once, on a new connection.
-        $self->_debug('reconnecting: ' . (_error($self))[1]);
-        if ($self->reconnect) {
+    if ($RESEND{$status} && ($reused || $status == $NOT_BEGUN)) {
+        # The connection was unusable before the message began (closed by
+        # the server while idle, or with stray bytes on it), or was dropped
+        # just as it began on a reused connection: the message was not
+        # delivered, so it goes again, once, on a new connection.
+        if ($self->_auto_reconnect((_error($self))[1])) {
             $self->{QMTP_USED} = 1;
             ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
                 $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
