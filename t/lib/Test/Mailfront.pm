@@ -327,7 +327,12 @@ sub _terminate {
 	}
 	if (defined $dir) {
 		my $tpid = _slurp("$dir/tcpserver.pid");
-		kill 'KILL', -$tpid if defined $tpid && $tpid =~ /^(\d+)$/ && $1 > 1;
+		# Only if that pid is still our tcpserver: pids are reused quickly,
+		# and a stale one could name someone else's process group.
+		if (defined $tpid && $tpid =~ /^(\d+)$/ && $1 > 1) {
+			my $cmd = _slurp("/proc/$1/cmdline");
+			kill 'KILL', -$1 if defined $cmd && $cmd =~ /tcpserver/;
+		}
 	}
 	kill 'KILL', -$pid;
 	waitpid($pid, 0);
