@@ -70,6 +70,16 @@ static const char *bytes_of(pTHX_ SV *sv, const char *what, STRLEN *len)
     return SvPVbyte(sv, *len);
 }
 
+/* Milliseconds, bounded before converting: a huge or NaN number of seconds
+ * must not overflow the integer (30 years is "forever" here). */
+static int64_t seconds_to_ms(NV seconds)
+{
+    if (!(seconds > 0)) {
+        return 1;
+    }
+    return seconds > 1e9 ? (int64_t)1e12 : (int64_t)(seconds * 1000);
+}
+
 /* Lays out one package in the client. The message's bytes are borrowed
  * until qmtp_run returns, so callers keep message alive until then. */
 static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file)
@@ -268,7 +278,7 @@ _configure(c, connect_s, io_s, stall_s, max_response)
     NV stall_s
     UV max_response
   CODE:
-    qmtp_set_timeouts(c, (int64_t)(connect_s * 1000), (int64_t)(io_s * 1000), (int64_t)(stall_s * 1000));
+    qmtp_set_timeouts(c, seconds_to_ms(connect_s), seconds_to_ms(io_s), seconds_to_ms(stall_s));
     qmtp_set_max_response(c, (size_t)max_response);
 
 int

@@ -77,7 +77,7 @@ sub new {
         _local_addr($self, $args{LocalAddr});
     }
     $self->_configure_core;
-    $self->_debug("Net::QMTP $VERSION, server $server");
+    $self->_debug("Net::QMTP $VERSION, server " . (ref $server ? join(', ', @$server) : $server));
 
     unless ($args{DeferConnect}) {
         unless ($self->reconnect) {
@@ -313,14 +313,16 @@ sub _auto_reconnect {
 
 sub send {
     my $self = shift;
-    $self->{QMTP_RESPONSES} = [];
     $self->{QMTP_ERROR} = undef;
-    defined $self->{SENDER} or return $self->_fail('no sender: call sender() first');
-    @{ $self->{RECIPIENTS} } or return $self->_fail('no recipient: call recipient() first');
+    defined $self->{SENDER} or return $self->_not_sent('no sender: call sender() first');
+    @{ $self->{RECIPIENTS} } or return $self->_not_sent('no recipient: call recipient() first');
     defined $self->{MESSAGE} || $self->{MSGFILE}
-        or return $self->_fail('no message: call message() or message_from_file() first');
-    $self->{ENCODING} or return $self->_fail('no encoding: call encoding() first');
-    $self->_ready_connection or return undef;
+        or return $self->_not_sent('no message: call message() or message_from_file() first');
+    $self->{ENCODING} or return $self->_not_sent('no encoding: call encoding() first');
+    # The usual case in one XS call; the method only when something is off.
+    if (!$self->{QMTP_WANTED} || defined _not_ready($self, $self->{SESSIONLIMIT})) {
+        $self->_ready_connection or return $self->_not_sent($self->{QMTP_ERROR});
+    }
 
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
     $self->_debug_package($self->{ENCODING}, $self->{SENDER}, $self->{RECIPIENTS},
@@ -328,10 +330,11 @@ sub send {
     # Recipients are only ever appended to or replaced, never changed in
     # place, so keeping this array keeps the ones this send went to.
     $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
+    $self->{QMTP_RESPONSES} = undef; # built from the client on demand
     my $reused = $self->{QMTP_USED}++;
     my ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
         $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
-    if ($RESEND{$status} && ($reused || $status == $NOT_BEGUN)) {
+    if ($status < 0 && $RESEND{$status} && ($reused || $status == $NOT_BEGUN)) {
         # The connection was unusable before the message began (closed by
         # the server while idle, or with stray bytes on it), or was dropped
         # just as it began on a reused connection: the message was not
@@ -342,7 +345,6 @@ sub send {
                 $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
         }
     }
-    $self->{QMTP_RESPONSES} = undef; # built from the client on demand
     $self->_debug_answers if $self->{DEBUG};
     if ($status < 0) {
         my ($code, $why) = _error($self);
@@ -350,6 +352,13 @@ sub send {
         return $self->_fail($why);
     }
     return $by_rcpt;
+}
+
+# send() returns undef before anything was sent: responses() is empty.
+sub _not_sent {
+    my ($self, $why) = @_;
+    $self->{QMTP_RESPONSES} = [];
+    return $self->_fail($why);
 }
 
 my %JOB_KEY = map { $_ => 1 } qw(sender recipients message file encoding);
