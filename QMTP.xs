@@ -184,6 +184,36 @@ static SV *job_field(pTHX_ AV *job, SSize_t i)
     return sv != NULL ? *sv : &PL_sv_undef;
 }
 
+/* A prepared job is [encoding byte, the caller's job hash]: the message is
+ * read from the caller's own scalar, never copied (Net::QMTP::_job has
+ * checked every field). */
+static HV *job_hash(pTHX_ AV *job)
+{
+    SV *sv = job_field(aTHX_ job, 1);
+
+    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVHV) {
+        croak("Net::QMTP::_send_many: malformed job");
+    }
+    return (HV *)SvRV(sv);
+}
+
+static SV *hash_field(pTHX_ HV *hv, const char *key)
+{
+    SV **sv = hv_fetch(hv, key, (I32)strlen(key), 0);
+
+    return sv != NULL ? *sv : &PL_sv_undef;
+}
+
+static AV *job_rcpts(pTHX_ AV *job)
+{
+    SV *sv = hash_field(aTHX_ job_hash(aTHX_ job), "recipients");
+
+    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVAV) {
+        croak("Net::QMTP::_send_many: malformed job");
+    }
+    return (AV *)SvRV(sv);
+}
+
 /* Lays out a package per job. A job that cannot be laid out (its file
  * cannot be opened, say) is left out, and the others go on. Returns a
  * mortal array: for each job, its package index, or [status, error]. */
@@ -197,8 +227,10 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs)
     qmtp_batch_reset(c);
     for (i = 0; i < njobs; i++) {
         AV *job = job_field_av(aTHX_ jobs, i);
-        int rc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), job_field(aTHX_ job, 1),
-                              job_field_av(aTHX_ job, 2), job_field(aTHX_ job, 3), job_field(aTHX_ job, 4));
+        HV *spec = job_hash(aTHX_ job);
+        int rc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), hash_field(aTHX_ spec, "sender"),
+                              job_rcpts(aTHX_ job), hash_field(aTHX_ spec, "message"),
+                              hash_field(aTHX_ spec, "file"));
         if (rc == QMTP_OK) {
             av_push(built, newSViv(npkg++));
         } else {
@@ -220,7 +252,7 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built)
     SSize_t i;
 
     for (i = 0; i < njobs; i++) {
-        AV *rcpts = job_field_av(aTHX_ job_field_av(aTHX_ jobs, i), 2);
+        AV *rcpts = job_rcpts(aTHX_ job_field_av(aTHX_ jobs, i));
         SV *b = job_field(aTHX_ built, i);
         AV *one = newAV();
 
@@ -389,7 +421,7 @@ _send_many(c, jobs)
     AV *built;
     int rc;
   PPCODE:
-    /* jobs: [ [enc, sender, \@rcpts, message or undef, file or undef], ... ]
+    /* jobs: [ [enc, {sender, recipients, message or file}], ... ]
      * returns the run's status and, per job, [status, error, \%result, \@responses] */
     built = build_batch(aTHX_ c, jobs);
     rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;

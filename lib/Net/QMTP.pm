@@ -386,7 +386,9 @@ sub _job {
     }
     _bytes("sender (job $n)", $job->{sender}) if utf8::is_utf8($job->{sender});
     _bytes("message (job $n)", $job->{message}) if defined $job->{message} && utf8::is_utf8($job->{message});
-    return [ $enc, $job->{sender}, $rcpts, $job->{message}, $job->{file} ];
+    # The job itself goes to XS, which reads the message from the caller's
+    # scalar: no copy of any message is made.
+    return [ $enc, $job ];
 }
 
 sub send_many {
@@ -405,7 +407,10 @@ sub send_many {
     my @todo = (0 .. $#jobs);
     while (@todo) {
         if ($self->{DEBUG}) {
-            $self->_debug_package(@{ $prepared[$_] }) for @todo;
+            for (@todo) {
+                my ($enc, $job) = @{ $prepared[$_] };
+                $self->_debug_package($enc, @$job{qw(sender recipients message file)});
+            }
         }
         my ($status, $out) = _send_many($self, [ @prepared[@todo] ]);
         $self->_debug_answers if $self->{DEBUG};
