@@ -387,6 +387,37 @@ case 'really pipelined: the server reads all 20 packages before answering' => 30
 	is_bytes($srv->received(0), join('', map { job_package($_, "\012") } @jobs), 'the 20 packages on the wire');
 };
 
+case 'answers split across packages: in 7-byte pieces and a byte at a time' => 60 => sub {
+	my $srv = Test::QMTPServer->new(script => sub {
+		my ($c, $n) = @_;
+		my @pkgs;
+		for (1 .. 10) {
+			my $pkg = $c->read_package or return;
+			push @pkgs, $pkg;
+		}
+		my $stream = join '', map { ns("Kc$n <$_->{recipients}[0]>") } @pkgs;
+		if ($n == 0) {
+			# Pieces that straddle the boundary between two packages' answers.
+			for (my $i = 0; $i < length $stream; $i += 7) {
+				$c->write(substr $stream, $i, 7) or return;
+				$c->sleep(0.002);
+			}
+		} else {
+			$c->write_slowly($stream, 0.001) or return;
+		}
+		1 while $c->read_package;
+	});
+	for my $round (0, 1) {
+		my $q = client($srv, Timeout => 5);
+		my @jobs = simple_jobs(10, "split$round");
+		my ($res, $t, $died) = timed_send_many($q, @jobs);
+		is($died, '', "round $round: send_many does not die");
+		results_ok($res, [ map { entry([ [ "r$_\@split$round", 'K', "c$round <r$_\@split$round>", 1, 0 ] ]) } 1 .. 10 ],
+			$round ? 'answers dribbled a byte at a time, each to its own job' : 'answers in pieces across packages, each to its own job');
+		$q->disconnect;
+	}
+};
+
 # ---------------------------------------------------------------------
 # 3. Deadlock freedom
 # ---------------------------------------------------------------------
