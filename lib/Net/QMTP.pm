@@ -957,7 +957,7 @@ loopback, which skip, saying why, when mailfront and tcpserver (Debian:
 mailfront, ucspi-tcp) are not installed, and fail instead when
 C<NET_QMTP_REQUIRE_MAILFRONT=1> (as in CI). C<NET_QMTP_SOAK=1> runs the
 leak tests at full size. The C core has its own tests and fuzzers, without
-Perl: C<make -C c_src/t check asan fuzz>. Author tests: C<prove -b xt>.
+Perl: C<make -C c_src/t check asan fuzz>. Author tests: C<prove -b -r xt>.
 F<.ci/run> is what CI runs: all of the above, plus the test suite under
 valgrind and the distribution checks.
 
