@@ -21,6 +21,7 @@ use Socket qw(SOL_SOCKET SO_SNDBUF);
 use Time::HiRes ();
 
 use Net::QMTP;
+use lib 't/lib';
 use Test::QMTPServer;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM

@@ -19,6 +19,7 @@ use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes ();
 
 use Net::QMTP;
+use lib 't/lib';
 use Test::QMTPServer;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM

@@ -16,6 +16,7 @@ use Socket qw(PF_INET SOCK_STREAM pack_sockaddr_in unpack_sockaddr_in inet_aton)
 use Time::HiRes ();
 
 use Net::QMTP;
+use lib 't/lib';
 use Test::QMTPServer;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM

@@ -13,6 +13,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes ();
 
 use Net::QMTP;
+use lib 't/lib';
 use Test::QMTPServer;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM

@@ -39,6 +39,7 @@ use Net::QMTP;
 # Under valgrind (.ci/valgrind sets NET_QMTP_VALGRIND) every ninth offset is
 # enough to find memory errors; the full matrix runs in the normal suite.
 sub thin { !$ENV{NET_QMTP_VALGRIND} || $_[0] % 9 == 0 }
+use lib 't/lib';
 use Test::QMTPServer;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM

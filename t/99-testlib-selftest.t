@@ -10,6 +10,7 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes ();
 
+use lib 't/lib';
 use Test::QMTPServer;
 use Test::Mailfront;
 
