@@ -18,6 +18,7 @@ use Time::HiRes ();
 use Net::QMTP;
 use lib 't/lib';
 use Test::QMTPServer;
+use Test::QMTPFaults;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM
 # terminates the process whatever the code under test is doing.
@@ -26,36 +27,8 @@ alarm 300;
 
 my $TIMEOUT = 0.5;
 my $MARGIN  = 1.5;
-my @RCPTS  = ('a@x', 'b@x', 'c@x');
-my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
-my $FALSE_SUCCESS = 0;
-my $FAULT_SENDS   = 0;
-
-sub fd_count {
-	opendir my $dh, "/proc/$$/fd" or return undef;
-	my $n = grep { /^\d+\z/ } readdir $dh;
-	closedir $dh;
-	return $n;
-}
 
 my $FDS_BEFORE = fd_count();
-
-sub case {
-	my ($name, $code) = @_;
-	alarm 60;
-	subtest $name => sub {
-		my $ok = eval { $code->(); 1 };
-		fail("$name: died: $@") unless $ok;
-	};
-	alarm 300;
-}
-
-sub serve_well {
-	my ($c) = @_;
-	while ($c->read_package) {
-		$c->answer_all('K', 'ok') or last;
-	}
-}
 
 sub fault_server {
 	my ($fault, %opt) = @_;
@@ -97,57 +70,6 @@ sub client {
 		or die "cannot connect to the test server: $@";
 	envelope($q, "test\n");
 	return $q;
-}
-
-sub timed_send {
-	my ($q) = @_;
-	my $t0 = Time::HiRes::time();
-	my $res = eval { $q->send };
-	my $died = $@;
-	return ($res, Time::HiRes::time() - $t0, $died);
-}
-
-sub results_ok {
-	my ($q, $res, $want, $name) = @_;
-	my $r = $q->responses;
-	is(ref $r, 'ARRAY', "$name: responses() is an array ref") or return;
-	is(scalar @$r, scalar @$want, "$name: one response per recipient");
-	for my $i (0 .. $#$want) {
-		my ($code, $text, $received, $per_package) = @{ $want->[$i] };
-		my $got = $r->[$i] || {};
-		my $tag = "$name: $RCPTS[$i]";
-		is_deeply(
-			{ map { $_ => $got->{$_} } qw(recipient code received per_package) },
-			{ recipient => $RCPTS[$i], code => $code, received => $received, per_package => $per_package },
-			"$tag: recipient, code, received, per_package")
-			or diag explain $got;
-		if (ref $text) {
-			like($got->{text}, $text, "$tag: text");
-		} else {
-			is($got->{text}, $text, "$tag: text");
-		}
-		is($got->{response}, $PREFIX{$code} . (defined $got->{text} ? $got->{text} : ''),
-			"$tag: response is the prefixed text");
-		if (ref $res eq 'HASH') {
-			is($res->{ $RCPTS[$i] }, $got->{response}, "$tag: send() hash value");
-		}
-	}
-}
-
-sub no_false_success {
-	my ($q, $res, $covered, $name) = @_;
-	my %cov = map { $_ => 1 } @$covered;
-	my @bad;
-	my $r = $q->responses || [];
-	for my $i (0 .. $#RCPTS) {
-		next if $cov{$i};
-		push @bad, "$RCPTS[$i] (responses)" if $r->[$i] && $r->[$i]{code} eq 'K';
-		push @bad, "$RCPTS[$i] (hash)"
-			if ref $res eq 'HASH' && defined $res->{ $RCPTS[$i] } && $res->{ $RCPTS[$i] } =~ /^success: /;
-	}
-	$FALSE_SUCCESS += @bad;
-	$FAULT_SENDS++;
-	ok(!@bad, "$name: no success for a recipient no K covers") or diag "false successes: @bad";
 }
 
 # The next message: the fault's connection 0 is over (its script done),

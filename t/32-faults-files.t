@@ -15,40 +15,16 @@ use Time::HiRes ();
 use Net::QMTP;
 use lib 't/lib';
 use Test::QMTPServer;
+use Test::QMTPFaults;
 
 # A hang must fail the test, not block CI: the default action of SIGALRM
 # terminates the process whatever the code under test is doing.
 $SIG{ALRM} = 'DEFAULT';
 alarm 300;
 
-my @RCPTS = ('a@x', 'b@x', 'c@x');
 my $DIR   = tempdir(CLEANUP => 1);
 
-sub fd_count {
-	opendir my $dh, "/proc/$$/fd" or return undef;
-	my $n = grep { /^\d+\z/ } readdir $dh;
-	closedir $dh;
-	return $n;
-}
-
 my $FDS_BEFORE = fd_count();
-
-sub case {
-	my ($name, $code) = @_;
-	alarm 60;
-	subtest $name => sub {
-		my $ok = eval { $code->(); 1 };
-		fail("$name: died: $@") unless $ok;
-	};
-	alarm 300;
-}
-
-sub serve_well {
-	my ($c) = @_;
-	while ($c->read_package) {
-		$c->answer_all('K', 'ok') or last;
-	}
-}
 
 sub write_file {
 	my ($path, $bytes) = @_;
