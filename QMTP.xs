@@ -368,14 +368,6 @@ _idle_check(c)
   OUTPUT:
     RETVAL
 
-NV
-_age(c)
-    qmtp_client *c
-  CODE:
-    RETVAL = (NV)qmtp_age_ms(c) / 1000.0;
-  OUTPUT:
-    RETVAL
-
 const char *
 _peer(c)
     qmtp_client *c
