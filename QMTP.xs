@@ -110,35 +110,124 @@ static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV
     return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
 }
 
-/* The 0.06 result hash: recipient => "success: text" (the last answer
- * wins for a duplicate recipient). */
+/* A result in 0.06's form: "success: text", "deferral: ..." or "failure: ...". */
+static void set_prefixed(pTHX_ SV *sv, const qmtp_result *r)
+{
+    static const char *const prefix[] = { "success: ", "deferral: ", "failure: " };
+    const char *pre = prefix[r->code == 'K' ? 0 : r->code == 'Z' ? 1 : 2];
+    size_t pre_len = strlen(pre);
+    char *p;
+
+    /* Lengths here are bounded: the prefix by the table, the text by the
+     * client's response limit (at most 999999999). */
+    SvUPGRADE(sv, SVt_PV);
+    p = SvGROW(sv, pre_len + r->len + 1);
+    memcpy(p, pre, pre_len);
+    memcpy(p + pre_len, r->text, r->len);
+    p[pre_len + r->len] = '\0';
+    SvCUR_set(sv, pre_len + r->len);
+    SvPOK_only(sv);
+}
+
 static SV *prefixed(pTHX_ const qmtp_result *r)
 {
-    static const char *prefix[] = { "success: ", "deferral: ", "failure: " };
-    const char *pre = prefix[r->code == 'K' ? 0 : r->code == 'Z' ? 1 : 2];
-    SV *value = newSV(strlen(pre) + r->len + 1);
+    SV *value = newSV(0);
 
-    sv_setpv(value, pre);
-    sv_catpvn(value, r->text, r->len);
+    set_prefixed(aTHX_ value, r);
     return value;
 }
 
-/* The 0.06 result hash for the results first .. first+n-1 (the last
- * answer wins for a duplicate recipient). */
-static SV *result_hash(pTHX_ const qmtp_client *c, AV *rcpts, size_t first, size_t n)
+/* The 0.06 result hash (recipient => prefixed answer) of the results
+ * first .. first+n-1. Its entries can be made while the server works on
+ * the package (make_entries, from qmtp_run_overlapped's hook), so that
+ * only the values are left to fill in once the answers are in. */
+struct result_build {
+#ifdef PERL_IMPLICIT_CONTEXT
+    PerlInterpreter *perl;
+#endif
+    AV *rcpts;
+    size_t first;
+    size_t n;
+    HV *hv;      /* mortal until returned; NULL until made */
+    SV **values; /* recipient i's value in hv (NULL: no entry), in a mortal buffer */
+};
+
+static void result_build_init(pTHX_ struct result_build *b, AV *rcpts, size_t first, size_t n)
 {
-    HV *by_rcpt = newHV();
+#ifdef PERL_IMPLICIT_CONTEXT
+    b->perl = aTHX;
+#endif
+    b->rcpts = rcpts;
+    b->first = first;
+    b->n = n;
+    b->hv = NULL;
+    b->values = NULL;
+}
+
+/* Room for a typical answer ("success: ok 1700000000 qp 12345"), made
+ * ahead so that filling it in needs no allocation. */
+#define VALUE_ROOM 64
+
+/* One entry per recipient; a duplicate recipient shares its entry, so that
+ * filling the values in order leaves the last answer (as 0.06 did). Only
+ * mortals are made: a die later on frees them. */
+static void make_entries(pTHX_ struct result_build *b)
+{
+    /* n is the length of an existing array of pointers: n * sizeof(SV *)
+     * cannot overflow. */
+    SV *buffer = sv_2mortal(newSV(b->n * sizeof(SV *) + 1));
     size_t i;
 
-    for (i = 0; i < n; i++) {
-        qmtp_result r;
-        SV **rcpt = av_fetch(rcpts, (SSize_t)i, 0);
+    b->values = (SV **)SvPVX(buffer);
+    b->hv = (HV *)sv_2mortal((SV *)newHV());
+    if (b->n > 8) {
+        hv_ksplit(b->hv, (IV)b->n);
+    }
+    for (i = 0; i < b->n; i++) {
+        SV **rcpt = av_fetch(b->rcpts, (SSize_t)i, 0);
+        HE *entry = rcpt != NULL ? hv_fetch_ent(b->hv, *rcpt, 1, 0) : NULL;
 
-        if (rcpt != NULL && qmtp_result_get(c, first + i, &r) == QMTP_OK) {
-            (void)hv_store_ent(by_rcpt, *rcpt, prefixed(aTHX_ &r), 0);
+        b->values[i] = entry != NULL ? HeVAL(entry) : NULL;
+        if (b->values[i] != NULL && !SvPOK(b->values[i])) {
+            SvUPGRADE(b->values[i], SVt_PV);
+            SvGROW(b->values[i], VALUE_ROOM);
         }
     }
-    return newRV_noinc((SV *)by_rcpt);
+}
+
+/* The qmtp_written_fn: the hash's entries, made while the answers are due. */
+static void make_entries_now(void *ctx)
+{
+    struct result_build *b = (struct result_build *)ctx;
+#ifdef PERL_IMPLICIT_CONTEXT
+    dTHXa(b->perl);
+#endif
+    make_entries(aTHX_ b);
+}
+
+/* The finished hash, as a reference: one entry per recipient that has a
+ * result (all of them, unless the package never went out). */
+static SV *result_hash(pTHX_ const qmtp_client *c, struct result_build *b)
+{
+    size_t count = qmtp_result_count(c);
+    size_t have = count > b->first ? count - b->first : 0;
+    size_t i;
+
+    if (have > b->n) {
+        have = b->n;
+    }
+    if (b->hv == NULL || have < b->n) {
+        b->n = have;
+        make_entries(aTHX_ b);
+    }
+    for (i = 0; i < b->n; i++) {
+        qmtp_result r;
+
+        if (b->values[i] != NULL && qmtp_result_get(c, b->first + i, &r) == QMTP_OK) {
+            set_prefixed(aTHX_ b->values[i], &r);
+        }
+    }
+    return newRV_inc((SV *)b->hv);
 }
 
 /* responses() entries for the results first .. first+n-1. */
@@ -267,10 +356,12 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built)
             size_t first = qmtp_pkg_first_result(c, p);
             size_t n = (size_t)(av_len(rcpts) + 1);
             int status = qmtp_pkg_status(c, p);
+            struct result_build hash;
 
+            result_build_init(aTHX_ &hash, rcpts, first, n);
             av_push(one, newSViv(status));
             av_push(one, status == QMTP_OK ? newSV(0) : newSVpv(qmtp_errstr(c), 0));
-            av_push(one, result_hash(aTHX_ c, rcpts, first, n));
+            av_push(one, result_hash(aTHX_ c, &hash));
             av_push(one, response_list(aTHX_ c, rcpts, first, n));
         }
         av_push(out, newRV_noinc((SV *)one));
@@ -394,16 +485,18 @@ _send(c, enc, sender, rcpts, message, file)
     SV *message
     SV *file
   PREINIT:
+    struct result_build b;
     int rc;
   PPCODE:
     qmtp_batch_reset(c);
+    result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
     rc = fill_package(aTHX_ c, enc, sender, rcpts, message, file);
     if (rc == QMTP_OK) {
-        rc = qmtp_run(c);
+        rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
     EXTEND(SP, 2);
     mPUSHi(rc);
-    mPUSHs(result_hash(aTHX_ c, rcpts, 0, qmtp_result_count(c)));
+    mPUSHs(result_hash(aTHX_ c, &b));
 
 void
 _send_many(c, jobs)

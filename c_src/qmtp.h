@@ -41,6 +41,10 @@ typedef enum qmtp_status {
  * client notices at its next call, and closes the connection it was using. */
 typedef int (*qmtp_interrupt_fn)(void *ctx);
 
+/* Called by qmtp_run_overlapped once every package is written, while the
+ * server works on them: see there. */
+typedef void (*qmtp_written_fn)(void *ctx);
+
 /* One recipient's outcome, in recipient order across the whole batch. */
 typedef struct qmtp_result {
     char code;          /* 'K' accepted, 'Z' temporary, 'D' permanent */
@@ -147,6 +151,12 @@ void qmtp_pkg_abandon(qmtp_client *c);
  * the first that was not (see qmtp_pkg_status), and the connection is closed
  * once the answers of the packages written in full are in. */
 int qmtp_run(qmtp_client *c);
+
+/* qmtp_run, calling on_written(ctx) once when every package has been written
+ * in full and only answers are left to wait for (not at all if the run ends
+ * before), so that the caller's own work overlaps the server's. on_written
+ * must not use c, and must return (no longjmp). */
+int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx);
 
 /* Packages of the last run, and for each: 0 if it was written in full (its
  * results are answers or deferrals), else why not: QMTP_E_FILE (its file

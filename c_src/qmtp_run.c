@@ -326,6 +326,11 @@ static int prepare(struct qmtp_run *r)
 
 int qmtp_run(qmtp_client *c)
 {
+    return qmtp_run_overlapped(c, NULL, NULL);
+}
+
+int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
+{
     struct qmtp_run r;
     int rc;
 
@@ -394,6 +399,10 @@ int qmtp_run(qmtp_client *c)
                 rc = QMTP_OK;
             } else if (rc != QMTP_OK) {
                 break;
+            }
+            if (on_written != NULL && r.pkgs_written == c->npkgs) {
+                on_written(ctx); /* before the wait for the answers */
+                on_written = NULL;
             }
         }
     }

@@ -163,6 +163,17 @@ static void serve(int fd, const char *expect, size_t expect_len, const char *rep
     _exit(0);
 }
 
+/* What the on_written hook saw: how often it ran, and how many answers
+ * had been taken by then (none may have: it runs before the wait). */
+static int written_calls;
+static size_t written_answers;
+
+static void count_written(void *ctx)
+{
+    written_calls++;
+    written_answers = ((qmtp_client *)ctx)->nslots;
+}
+
 static int run_against(qmtp_client *c, const char *expect, const char *reply, size_t reply_len,
                        int wait_for_eof, int *peer_status)
 {
@@ -179,7 +190,9 @@ static int run_against(qmtp_client *c, const char *expect, const char *reply, si
     close(sv[1]);
     c->fd = sv[0];
     c->connected_at = qmtp_now_ms();
-    rc = qmtp_run(c);
+    written_calls = 0;
+    written_answers = 0;
+    rc = qmtp_run_overlapped(c, count_written, c);
     open_after_run = qmtp_is_open(c);
     qmtp_close(c);
     kill(pid, SIGKILL);
@@ -223,6 +236,9 @@ static void test_engine(void)
     CHECK(rc == 0 && qmtp_result_count(c) == 3, "three answers: rc %d", rc);
     CHECK(result_is(c, 0, 'K', "ok", 1, 0) && result_is(c, 1, 'Z', "wait", 1, 0) &&
           result_is(c, 2, 'D', "no", 1, 0), "K, Z and D in recipient order");
+    CHECK(written_calls == 1 && written_answers == 0,
+          "on_written ran once, before any answer was taken (%d calls, %lu answers)", written_calls,
+          (unsigned long)written_answers);
 
     package(c, "test\n", 3);
     rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
@@ -253,6 +269,11 @@ static void test_engine(void)
     rc = run_against(c, "6:\ntest\n,3:s@x,6:3:a@x,,", "", 0, 0, &st);
     CHECK(rc == 0 && result_is(c, 0, 'Z', "no response received: timed out: no progress for 1 s waiting for responses", 0, 0),
           "silence past the timeout is a deferral");
+
+    package(c, "test\n", 1);
+    written_calls = 0;
+    rc = qmtp_run_overlapped(c, count_written, c);
+    CHECK(rc == QMTP_E_NOTSENT && written_calls == 0, "on_written does not run when nothing was written");
 
     qmtp_free(c);
 }
