@@ -369,6 +369,24 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built)
     return out;
 }
 
+/* One package, sent and answered: the status, and in *hash (a new
+ * reference) the 0.06 result hash. */
+static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file,
+                    SV **hash)
+{
+    struct result_build b;
+    int rc;
+
+    qmtp_batch_reset(c);
+    result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
+    rc = fill_package(aTHX_ c, enc, sender, rcpts, message, file);
+    if (rc == QMTP_OK) {
+        rc = qmtp_run_overlapped(c, make_entries_now, &b);
+    }
+    *hash = result_hash(aTHX_ c, &b);
+    return rc;
+}
+
 MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
 
 PROTOTYPES: DISABLE
@@ -485,18 +503,56 @@ _send(c, enc, sender, rcpts, message, file)
     SV *message
     SV *file
   PREINIT:
-    struct result_build b;
+    SV *hash;
     int rc;
   PPCODE:
-    qmtp_batch_reset(c);
-    result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
-    rc = fill_package(aTHX_ c, enc, sender, rcpts, message, file);
-    if (rc == QMTP_OK) {
-        rc = qmtp_run_overlapped(c, make_entries_now, &b);
-    }
+    rc = send_one(aTHX_ c, enc, sender, rcpts, message, file, &hash);
     EXTEND(SP, 2);
     mPUSHi(rc);
-    mPUSHs(result_hash(aTHX_ c, &b));
+    mPUSHs(hash);
+
+void
+_send_usual(self)
+    SV *self
+  PREINIT:
+    qmtp_client *c;
+    HV *fields;
+    SV *rcpts;
+    SV *message;
+    SV *limit;
+    SV *used;
+    IV reused;
+    SV *hash;
+    int rc;
+  PPCODE:
+    /* send()'s usual case in one call: a message in memory, no Debug, and
+     * an open connection within the session limit. Anything else returns
+     * nothing, having changed nothing, and send() takes the long way. */
+    c = sv_to_client(aTHX_ self, "Net::QMTP::send");
+    fields = (HV *)SvRV(self);
+    rcpts = hash_field(aTHX_ fields, "RECIPIENTS");
+    message = hash_field(aTHX_ fields, "MESSAGE");
+    limit = hash_field(aTHX_ fields, "SESSIONLIMIT");
+    if (SvTRUE(hash_field(aTHX_ fields, "DEBUG")) || !SvOK(hash_field(aTHX_ fields, "SENDER")) ||
+        !SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0 ||
+        !SvOK(message) || SvTRUE(hash_field(aTHX_ fields, "MSGFILE")) ||
+        !SvTRUE(hash_field(aTHX_ fields, "ENCODING")) || !SvTRUE(hash_field(aTHX_ fields, "QMTP_WANTED")) ||
+        !qmtp_is_open(c) || !SvOK(limit) || (NV)qmtp_age_ms(c) >= SvNV(limit) * 1000) {
+        XSRETURN_EMPTY;
+    }
+    /* As send() does on the long way: see there. */
+    (void)hv_stores(fields, "QMTP_ERROR", newSV(0));
+    (void)hv_stores(fields, "QMTP_SENT_TO", newSVsv(rcpts));
+    (void)hv_stores(fields, "QMTP_RESPONSES", newSV(0));
+    used = *hv_fetchs(fields, "QMTP_USED", 1);
+    reused = SvIV(used);
+    sv_setiv(used, reused + 1);
+    rc = send_one(aTHX_ c, hash_field(aTHX_ fields, "ENCODING"), hash_field(aTHX_ fields, "SENDER"),
+                  (AV *)SvRV(rcpts), message, &PL_sv_undef, &hash);
+    EXTEND(SP, 3);
+    mPUSHi(rc);
+    mPUSHs(hash);
+    mPUSHi(reused);
 
 void
 _send_many(c, jobs)

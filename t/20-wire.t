@@ -183,4 +183,43 @@ sub client {
     unlike($all, qr/z{100}/, 'Debug does not dump the whole body');
 }
 
+# send()'s usual case goes out in one XS call (_send_usual); whatever is
+# unusual makes that call decline, change nothing, and leave it to send().
+{
+    my $srv = answering_server('Kok');
+    my $q = client($srv);
+    $q->sender('s@x');
+    $q->recipient('r@x');
+    $q->message('hello');
+    ok($q->send, 'a first message, on the long way (the connection is new)');
+    my ($status, $by_rcpt, $reused) = Net::QMTP::_send_usual($q);
+    is($status, 0, 'the usual case: sent in one call');
+    is_deeply($by_rcpt, { 'r@x' => 'success: ok' }, '... with the result hash');
+    is($reused, 1, '... saying the connection had been used');
+    is($q->{QMTP_USED}, 2, '... and counting the use');
+    is_deeply([ map { $_->{response} } @{ $q->responses } ], ['success: ok'], 'responses() after it');
+
+    my $declines = sub {
+        my ($why, $set, $unset) = @_;
+        $set->();
+        my %before = %$q;
+        my @got = Net::QMTP::_send_usual($q);
+        is(scalar @got, 0, "declined: $why");
+        is_deeply({ %$q }, \%before, "... changing nothing ($why)");
+        $unset->();
+    };
+    $declines->('Debug', sub { $q->{DEBUG} = 1 }, sub { $q->{DEBUG} = undef });
+    $declines->('no sender', sub { $q->{SENDER} = undef }, sub { $q->sender('s@x') });
+    $declines->('no recipient', sub { $q->{RECIPIENTS} = [] }, sub { $q->{RECIPIENTS} = ['r@x'] });
+    $declines->('no message', sub { $q->{MESSAGE} = undef }, sub { $q->{MESSAGE} = 'hello' });
+    $declines->('a message file', sub { $q->{MSGFILE} = '/nonexistent' }, sub { $q->{MSGFILE} = undef });
+    $declines->('no encoding', sub { $q->{ENCODING} = '' }, sub { $q->encoding('unix') });
+    $declines->('a session past its limit', sub { $q->{SESSIONLIMIT} = 0 }, sub { $q->{SESSIONLIMIT} = 3600 });
+    $declines->('after disconnect', sub { $q->disconnect }, sub { $q->reconnect });
+    ok($q->send, 'send still works after each decline');
+    is(scalar @{ [ Net::QMTP::_send_usual($q) ] }, 3, '... and the usual case is back');
+    eval { Net::QMTP::_send_usual({}) };
+    like($@, qr/not a Net::QMTP object/, '_send_usual checks its object');
+}
+
 done_testing;

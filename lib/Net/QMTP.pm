@@ -313,27 +313,30 @@ sub _auto_reconnect {
 
 sub send {
     my $self = shift;
-    $self->{QMTP_ERROR} = undef;
-    defined $self->{SENDER} or return $self->_not_sent('no sender: call sender() first');
-    @{ $self->{RECIPIENTS} } or return $self->_not_sent('no recipient: call recipient() first');
-    defined $self->{MESSAGE} || $self->{MSGFILE}
-        or return $self->_not_sent('no message: call message() or message_from_file() first');
-    $self->{ENCODING} or return $self->_not_sent('no encoding: call encoding() first');
-    # The usual case in one XS call; the method only when something is off.
-    if (!$self->{QMTP_WANTED} || defined _not_ready($self, $self->{SESSIONLIMIT})) {
-        $self->_ready_connection or return $self->_not_sent($self->{QMTP_ERROR});
-    }
-
+    # The usual case (message in memory, no Debug, connection ready) is
+    # checked and sent by one XS call, which does nothing and returns
+    # nothing when any of that is not so; then the long way below.
+    my ($status, $by_rcpt, $reused) = _send_usual($self);
+    return $by_rcpt if defined $status && $status == 0;
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
-    $self->_debug_package($self->{ENCODING}, $self->{SENDER}, $self->{RECIPIENTS},
-        $self->{MESSAGE}, $file) if $self->{DEBUG};
-    # Recipients are only ever appended to or replaced, never changed in
-    # place, so keeping this array keeps the ones this send went to.
-    $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
-    $self->{QMTP_RESPONSES} = undef; # built from the client on demand
-    my $reused = $self->{QMTP_USED}++;
-    my ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
-        $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+    if (!defined $status) {
+        $self->{QMTP_ERROR} = undef;
+        defined $self->{SENDER} or return $self->_not_sent('no sender: call sender() first');
+        @{ $self->{RECIPIENTS} } or return $self->_not_sent('no recipient: call recipient() first');
+        defined $self->{MESSAGE} || $file
+            or return $self->_not_sent('no message: call message() or message_from_file() first');
+        $self->{ENCODING} or return $self->_not_sent('no encoding: call encoding() first');
+        $self->_ready_connection or return $self->_not_sent($self->{QMTP_ERROR});
+        $self->_debug_package($self->{ENCODING}, $self->{SENDER}, $self->{RECIPIENTS},
+            $self->{MESSAGE}, $file) if $self->{DEBUG};
+        # Recipients are only ever appended to or replaced, never changed in
+        # place, so keeping this array keeps the ones this send went to.
+        $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
+        $self->{QMTP_RESPONSES} = undef; # built from the client on demand
+        $reused = $self->{QMTP_USED}++;
+        ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
+            $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+    }
     if ($status < 0 && $RESEND{$status} && ($reused || $status == $NOT_BEGUN)) {
         # The connection was unusable before the message began (closed by
         # the server while idle, or with stray bytes on it), or was dropped
