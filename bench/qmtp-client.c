@@ -48,17 +48,32 @@ static void write_all(const char *p, size_t n)
     }
 }
 
-/* Reads until `answers` netstrings have arrived (answers are small). */
+/* Reads until `answers` netstrings have arrived, each of which must be a
+ * success ("K..."), as the Perl contenders check theirs. */
 static void read_answers(long answers)
 {
     static char buf[1 << 16];
     static size_t have;
     while (answers > 0) {
-        char *comma;
         ssize_t r;
-        while (answers > 0 && (comma = memchr(buf, ',', have)) != NULL) {
-            size_t used = (size_t)(comma - buf) + 1;
-            memmove(buf, comma + 1, have - used);
+        for (;;) {
+            size_t i = 0, len = 0, used;
+            while (i < have && buf[i] >= '0' && buf[i] <= '9' && len < 100000) {
+                len = len * 10 + (size_t)(buf[i++] - '0');
+            }
+            if (answers == 0 || i == have || i + 1 + len >= have) {
+                break; /* incomplete: read more */
+            }
+            if (i == 0 || buf[i] != ':' || buf[i + 1 + len] != ',' || len == 0) {
+                fprintf(stderr, "malformed answer\n");
+                exit(111);
+            }
+            if (buf[i + 1] != 'K') {
+                fprintf(stderr, "not accepted: %.*s\n", (int)len, buf + i + 1);
+                exit(111);
+            }
+            used = i + 2 + len;
+            memmove(buf, buf + used, have - used);
             have -= used;
             answers--;
         }
