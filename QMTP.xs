@@ -80,13 +80,22 @@ static int64_t seconds_to_ms(NV seconds)
     return seconds > 1e9 ? (int64_t)1e12 : (int64_t)(seconds * 1000);
 }
 
-/* Lays out one package in the client. The message's bytes are borrowed
- * until qmtp_run returns, so callers keep message alive until then. */
-static int fill_package(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file)
+/* The encoding byte in a string (0.06 keeps "\n" or "\r"); anything else
+ * gives a byte the core refuses, naming it. */
+static char encoding_byte(pTHX_ SV *enc)
 {
     STRLEN len;
     const char *p = bytes_of(aTHX_ enc, "encoding", &len);
-    char enc_byte = len == 1 ? p[0] : '\0';
+
+    return len == 1 ? p[0] : '\0';
+}
+
+/* Lays out one package in the client. The message's bytes are borrowed
+ * until qmtp_run returns, so callers keep message alive until then. */
+static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcpts, SV *message, SV *file)
+{
+    STRLEN len;
+    const char *p;
     SSize_t i;
     SSize_t last = av_len(rcpts);
     int rc;
@@ -256,34 +265,18 @@ static SV *response_list(pTHX_ const qmtp_client *c, AV *rcpts, size_t first, si
     return newRV_noinc((SV *)list);
 }
 
-static AV *job_field_av(pTHX_ AV *job, SSize_t i)
-{
-    SV **sv = av_fetch(job, i, 0);
+/* send_many's jobs, as the caller gave them: hashes of sender, recipients,
+ * message or file, and encoding ("unix" or "dos"; else the object's). */
+static const char *const job_keys[] = { "sender", "recipients", "message", "file", "encoding" };
 
-    if (sv == NULL || !SvROK(*sv) || SvTYPE(SvRV(*sv)) != SVt_PVAV) {
-        croak("Net::QMTP::_send_many: malformed job");
+static HV *job_at(pTHX_ AV *jobs, SSize_t i)
+{
+    SV **sv = av_fetch(jobs, i, 0);
+
+    if (sv == NULL || !SvROK(*sv) || SvTYPE(SvRV(*sv)) != SVt_PVHV) {
+        return NULL;
     }
-    return (AV *)SvRV(*sv);
-}
-
-static SV *job_field(pTHX_ AV *job, SSize_t i)
-{
-    SV **sv = av_fetch(job, i, 0);
-
-    return sv != NULL ? *sv : &PL_sv_undef;
-}
-
-/* A prepared job is [encoding byte, the caller's job hash]: the message is
- * read from the caller's own scalar, never copied (Net::QMTP::_job has
- * checked every field). */
-static HV *job_hash(pTHX_ AV *job)
-{
-    SV *sv = job_field(aTHX_ job, 1);
-
-    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVHV) {
-        croak("Net::QMTP::_send_many: malformed job");
-    }
-    return (HV *)SvRV(sv);
+    return (HV *)SvRV(*sv);
 }
 
 static SV *hash_field(pTHX_ HV *hv, const char *key)
@@ -293,20 +286,104 @@ static SV *hash_field(pTHX_ HV *hv, const char *key)
     return sv != NULL ? *sv : &PL_sv_undef;
 }
 
-static AV *job_rcpts(pTHX_ AV *job)
+static int is_job_key(const char *key, I32 len)
 {
-    SV *sv = hash_field(aTHX_ job_hash(aTHX_ job), "recipients");
+    size_t i;
 
-    if (!SvROK(sv) || SvTYPE(SvRV(sv)) != SVt_PVAV) {
-        croak("Net::QMTP::_send_many: malformed job");
+    for (i = 0; i < sizeof job_keys / sizeof job_keys[0]; i++) {
+        if ((size_t)len == strlen(job_keys[i]) && memcmp(key, job_keys[i], (size_t)len) == 0) {
+            return 1;
+        }
     }
-    return (AV *)SvRV(sv);
+    return 0;
 }
 
-/* Lays out a package per job. A job that cannot be laid out (its file
- * cannot be opened, say) is left out, and the others go on. Returns a
- * mortal array: for each job, its package index, or [status, error]. */
-static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs)
+/* 1 if the string can go out as bytes (no character above 0xFF); the
+ * caller's scalar is left as it is. */
+static int fits_bytes(pTHX_ SV *sv)
+{
+    return !SvUTF8(sv) || sv_utf8_downgrade(sv_mortalcopy(sv), TRUE);
+}
+
+/* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
+static SV *job_problem(pTHX_ SV *job_sv, IV n)
+{
+    HV *job;
+    HE *he;
+    SV *unknown = NULL;
+    SV *rcpts;
+    SV *enc;
+    SSize_t i;
+
+    if (!SvROK(job_sv) || SvTYPE(SvRV(job_sv)) != SVt_PVHV) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf " is not a hash reference", n));
+    }
+    job = (HV *)SvRV(job_sv);
+    hv_iterinit(job);
+    while ((he = hv_iternext(job)) != NULL) {
+        I32 len;
+        const char *key = hv_iterkey(he, &len);
+        /* The first unknown key in sorted order, so the message is stable. */
+        if (!is_job_key(key, len) && (unknown == NULL || sv_cmp(hv_iterkeysv(he), unknown) < 0)) {
+            unknown = sv_2mortal(newSVsv(hv_iterkeysv(he)));
+        }
+    }
+    if (unknown != NULL) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": unknown key '%" SVf "'", n, SVfARG(unknown)));
+    }
+    if (!SvOK(hash_field(aTHX_ job, "sender"))) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": no sender", n));
+    }
+    rcpts = hash_field(aTHX_ job, "recipients");
+    if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": recipients must be a non-empty array reference", n));
+    }
+    if (SvOK(hash_field(aTHX_ job, "message")) == SvOK(hash_field(aTHX_ job, "file"))) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": give exactly one of message and file", n));
+    }
+    enc = hash_field(aTHX_ job, "encoding");
+    if (SvOK(enc) && strNE(SvPV_nolen(enc), "unix") && strNE(SvPV_nolen(enc), "dos")) {
+        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": Unknown encoding: '%" SVf "'", n, SVfARG(enc)));
+    }
+    for (i = 0; i <= av_len((AV *)SvRV(rcpts)); i++) {
+        SV **r = av_fetch((AV *)SvRV(rcpts), i, 0);
+        if (r == NULL || !SvOK(*r)) {
+            return sv_2mortal(newSVpvf("send_many: job %" IVdf ": undefined recipient", n));
+        }
+        if (!fits_bytes(aTHX_ *r)) {
+            return sv_2mortal(newSVpvf("Wide character in recipient (job %" IVdf ")", n));
+        }
+    }
+    if (!fits_bytes(aTHX_ hash_field(aTHX_ job, "sender"))) {
+        return sv_2mortal(newSVpvf("Wide character in sender (job %" IVdf ")", n));
+    }
+    if (SvOK(hash_field(aTHX_ job, "message")) && !fits_bytes(aTHX_ hash_field(aTHX_ job, "message"))) {
+        return sv_2mortal(newSVpvf("Wide character in message (job %" IVdf ")", n));
+    }
+    return NULL;
+}
+
+/* The encoding byte of a checked job: its own, or the object's. */
+static char job_encoding(pTHX_ HV *job, char default_enc)
+{
+    SV *enc = hash_field(aTHX_ job, "encoding");
+
+    if (!SvOK(enc)) {
+        return default_enc;
+    }
+    return strEQ(SvPV_nolen(enc), "dos") ? '\015' : '\012';
+}
+
+static AV *job_rcpts(pTHX_ HV *job)
+{
+    return (AV *)SvRV(hash_field(aTHX_ job, "recipients"));
+}
+
+/* Lays out a package per job (all checked by job_problem). A job that
+ * cannot be laid out (its file cannot be opened, say) is left out, and the
+ * others go on. Returns a mortal array: for each job, its package index,
+ * or [status, error]. */
+static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs, char default_enc)
 {
     AV *built = (AV *)sv_2mortal((SV *)newAV());
     SSize_t njobs = av_len(jobs) + 1;
@@ -314,12 +391,17 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs)
     IV npkg = 0;
 
     qmtp_batch_reset(c);
+    av_extend(built, njobs);
     for (i = 0; i < njobs; i++) {
-        AV *job = job_field_av(aTHX_ jobs, i);
-        HV *spec = job_hash(aTHX_ job);
-        int rc = fill_package(aTHX_ c, job_field(aTHX_ job, 0), hash_field(aTHX_ spec, "sender"),
-                              job_rcpts(aTHX_ job), hash_field(aTHX_ spec, "message"),
-                              hash_field(aTHX_ spec, "file"));
+        HV *job = job_at(aTHX_ jobs, i);
+        int rc;
+
+        if (job == NULL) {
+            croak("Net::QMTP::_send_many: job %ld is not a hash", (long)i + 1);
+        }
+        rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
+                          job_rcpts(aTHX_ job), hash_field(aTHX_ job, "message"),
+                          hash_field(aTHX_ job, "file"));
         if (rc == QMTP_OK) {
             av_push(built, newSViv(npkg++));
         } else {
@@ -333,36 +415,57 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs)
     return built;
 }
 
-/* For each job: [status, error or undef, \%result, \@responses]. */
-static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built)
+static SV *av_elem(pTHX_ AV *av, SSize_t i)
+{
+    SV **sv = av_fetch(av, i, 0);
+
+    return sv != NULL ? *sv : &PL_sv_undef;
+}
+
+/* For each job, its result as send_many returns it: { result => \%hash or
+ * undef, responses => \@list, error => text or undef }. *failed gets
+ * [index, status] for each job that was not answered in full. */
+static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *failed)
 {
     AV *out = newAV();
     SSize_t njobs = av_len(jobs) + 1;
     SSize_t i;
 
+    av_extend(out, njobs);
     for (i = 0; i < njobs; i++) {
-        AV *rcpts = job_rcpts(aTHX_ job_field_av(aTHX_ jobs, i));
-        SV *b = job_field(aTHX_ built, i);
-        AV *one = newAV();
+        AV *rcpts = job_rcpts(aTHX_ job_at(aTHX_ jobs, i));
+        SV *b = av_elem(aTHX_ built, i);
+        HV *one = newHV();
+        int status;
 
         if (SvROK(b)) {
             AV *why = (AV *)SvRV(b);
-            av_push(one, newSVsv(job_field(aTHX_ why, 0)));
-            av_push(one, newSVsv(job_field(aTHX_ why, 1)));
-            av_push(one, newSV(0));
-            av_push(one, newRV_noinc((SV *)newAV()));
+            status = (int)SvIV(av_elem(aTHX_ why, 0));
+            (void)hv_stores(one, "result", newSV(0));
+            (void)hv_stores(one, "responses", newRV_noinc((SV *)newAV()));
+            (void)hv_stores(one, "error", newSVsv(av_elem(aTHX_ why, 1)));
         } else {
             size_t p = (size_t)SvIV(b);
             size_t first = qmtp_pkg_first_result(c, p);
             size_t n = (size_t)(av_len(rcpts) + 1);
-            int status = qmtp_pkg_status(c, p);
             struct result_build hash;
 
+            status = qmtp_pkg_status(c, p);
             result_build_init(aTHX_ &hash, rcpts, first, n);
-            av_push(one, newSViv(status));
-            av_push(one, status == QMTP_OK ? newSV(0) : newSVpv(qmtp_errstr(c), 0));
-            av_push(one, result_hash(aTHX_ c, &hash));
-            av_push(one, response_list(aTHX_ c, rcpts, first, n));
+            if (status == QMTP_OK) {
+                (void)hv_stores(one, "result", result_hash(aTHX_ c, &hash));
+                (void)hv_stores(one, "error", newSV(0));
+            } else {
+                (void)hv_stores(one, "result", newSV(0));
+                (void)hv_stores(one, "error", newSVpv(qmtp_errstr(c), 0));
+            }
+            (void)hv_stores(one, "responses", response_list(aTHX_ c, rcpts, first, n));
+        }
+        if (status != QMTP_OK) {
+            AV *f = newAV();
+            av_push(f, newSViv((IV)i));
+            av_push(f, newSViv(status));
+            av_push(failed, newRV_noinc((SV *)f));
         }
         av_push(out, newRV_noinc((SV *)one));
     }
@@ -379,7 +482,7 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
 
     qmtp_batch_reset(c);
     result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
-    rc = fill_package(aTHX_ c, enc, sender, rcpts, message, file);
+    rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
@@ -554,21 +657,45 @@ _send_usual(self)
     mPUSHs(hash);
     mPUSHi(reused);
 
-void
-_send_many(c, jobs)
-    qmtp_client *c
+SV *
+_check_jobs(jobs)
     AV *jobs
   PREINIT:
+    SSize_t i;
+  CODE:
+    /* undef, or what is wrong with the first job that is: send_many()
+     * croaks with it, so that the caller's line is named. */
+    RETVAL = &PL_sv_undef;
+    for (i = 0; i <= av_len(jobs); i++) {
+        SV *problem = job_problem(aTHX_ av_elem(aTHX_ jobs, i), (IV)i + 1);
+        if (problem != NULL) {
+            RETVAL = SvREFCNT_inc(problem);
+            break;
+        }
+    }
+  OUTPUT:
+    RETVAL
+
+void
+_send_many(c, jobs, default_enc)
+    qmtp_client *c
+    AV *jobs
+    SV *default_enc
+  PREINIT:
     AV *built;
+    AV *failed;
     int rc;
   PPCODE:
-    /* jobs: [ [enc, {sender, recipients, message or file}], ... ]
-     * returns the run's status and, per job, [status, error, \%result, \@responses] */
-    built = build_batch(aTHX_ c, jobs);
+    /* jobs: the caller's job hashes, checked by _check_jobs. Returns the
+     * run's status, the results in send_many's form, and [index, status]
+     * of the jobs not answered in full. */
+    built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
     rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;
-    EXTEND(SP, 2);
+    failed = newAV();
+    EXTEND(SP, 3);
     mPUSHi(rc);
-    mPUSHs(newRV_noinc((SV *)batch_outcomes(aTHX_ c, jobs, built)));
+    mPUSHs(newRV_noinc((SV *)batch_outcomes(aTHX_ c, jobs, built, failed)));
+    mPUSHs(newRV_noinc((SV *)failed));
 
 int
 _server_mode(c)

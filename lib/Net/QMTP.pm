@@ -364,42 +364,15 @@ sub _not_sent {
     return $self->_fail($why);
 }
 
-my %JOB_KEY = map { $_ => 1 } qw(sender recipients message file encoding);
-
-# Checks one send_many job and turns it into what _send_many takes.
-sub _job {
-    my ($self, $job, $n) = @_;
-    my $where = "send_many: job $n";
-    ref $job eq 'HASH' or croak "$where is not a hash reference";
-    for my $key (sort keys %$job) {
-        croak "$where: unknown key '$key'" unless $JOB_KEY{$key};
-    }
-    defined $job->{sender} or croak "$where: no sender";
-    my $rcpts = $job->{recipients};
-    ref $rcpts eq 'ARRAY' && @$rcpts or croak "$where: recipients must be a non-empty array reference";
-    defined $job->{message} xor defined $job->{file}
-        or croak "$where: give exactly one of message and file";
-    my $enc = $self->{ENCODING};
-    if (defined $job->{encoding}) {
-        $enc = $ENCODING{ $job->{encoding} } or croak "$where: Unknown encoding: '$job->{encoding}'";
-    }
-    for my $r (@$rcpts) {
-        croak "$where: undefined recipient" unless defined $r;
-        _bytes("recipient (job $n)", $r) if utf8::is_utf8($r);
-    }
-    _bytes("sender (job $n)", $job->{sender}) if utf8::is_utf8($job->{sender});
-    _bytes("message (job $n)", $job->{message}) if defined $job->{message} && utf8::is_utf8($job->{message});
-    # The job itself goes to XS, which reads the message from the caller's
-    # scalar: no copy of any message is made.
-    return [ $enc, $job ];
-}
-
 sub send_many {
     my $self = shift;
     my @jobs = @_ == 1 && ref $_[0] eq 'ARRAY' ? @{ $_[0] } : @_;
     $self->{QMTP_ERROR} = undef;
     @jobs or return $self->_fail('no jobs: send_many needs at least one');
-    my @prepared = map { $self->_job($jobs[$_], $_ + 1) } 0 .. $#jobs;
+    # Every job is checked (in XS: this runs per job of a pipelined batch)
+    # before anything is sent; the croak names the caller's line.
+    my $problem = _check_jobs(\@jobs);
+    croak $problem if defined $problem;
     $self->_ready_connection or return undef;
 
     # responses() speaks of the last send(): keep it before the client's
@@ -410,31 +383,30 @@ sub send_many {
     my @todo = (0 .. $#jobs);
     while (@todo) {
         if ($self->{DEBUG}) {
-            for (@todo) {
-                my ($enc, $job) = @{ $prepared[$_] };
+            for my $job (@jobs[@todo]) {
+                my $enc = defined $job->{encoding} ? $ENCODING{ $job->{encoding} } : $self->{ENCODING};
                 $self->_debug_package($enc, @$job{qw(sender recipients message file)});
             }
         }
-        my ($status, $out) = _send_many($self, [ @prepared[@todo] ]);
+        my ($status, $out, $failed) = _send_many($self, [ @jobs[@todo] ], $self->{ENCODING});
         $self->_debug_answers if $self->{DEBUG};
+        @results[@todo] = @$out;
+        last unless @$failed;
         # What stopped this round, if anything: the jobs after it were not
         # begun, and their error says so.
-        my ($stopper) = grep { $out->[$_][0] < 0 && $out->[$_][0] != $NOT_BEGUN } 0 .. $#todo;
+        my ($stopper) = grep { $_->[1] != $NOT_BEGUN } @$failed;
+        my $stopped_by = $stopper && 'message ' . ($todo[ $stopper->[0] ] + 1)
+            . " failed ($out->[ $stopper->[0] ]{error})";
         my @again;
-        for my $k (0 .. $#todo) {
-            my ($st, $err, $hash, $list) = @{ $out->[$k] };
+        for (@$failed) {
+            my ($k, $st) = @$_;
+            my $res = $out->[$k];
             if ($st == $NOT_BEGUN && defined $stopper) {
-                $err = 'not sent: the connection was closed after message ' . ($todo[$stopper] + 1)
-                    . " failed ($out->[$stopper][1])";
-            } elsif ($RESEND{$st} && $err !~ /^not sent/) {
-                $err = "not sent: $err";
+                $res->{error} = "not sent: the connection was closed after $stopped_by";
+            } elsif ($RESEND{$st} && $res->{error} !~ /^not sent/) {
+                $res->{error} = "not sent: $res->{error}";
             }
             push @again, $todo[$k] if $RESEND{$st};
-            $results[ $todo[$k] ] = {
-                result    => $st < 0 ? undef : $hash,
-                responses => $list,
-                error     => $st < 0 ? $err : undef,
-            };
         }
         # Jobs not written in full are safe to send again on a new
         # connection, as long as each round gets some sent.
