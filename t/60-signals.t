@@ -41,6 +41,38 @@ local $SIG{PIPE} = 'DEFAULT';
     cmp_ok($hits, '>', 5, "... and the handler ran while it waited ($hits signals)");
 }
 
+# Handled signals do not stretch the Timeout: each interrupted wait goes
+# on towards the same deadline, not a new one.
+{
+    my $srv = Test::QMTPServer->new(sub {
+        my ($conn) = @_;
+        $conn->read_package;
+        $conn->sleep(10);
+    });
+    my $hits = 0;
+    local $SIG{USR1} = sub { $hits++ };
+    my $parent = $$;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        for (1 .. 60) { kill 'USR1', $parent or last; sleep 0.05 }
+        require POSIX;
+        POSIX::_exit(0);
+    }
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 1) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('m');
+    my $t0 = time;
+    my $r = $q->send;
+    my $took = time - $t0;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    like($r && $r->{r}, qr/^deferral: no response received: timed out/, 'a silent server still times out');
+    cmp_ok($took, '<', 1.8, sprintf('... after the 1 s Timeout (%.2f s), however many signals came', $took));
+    cmp_ok($hits, '>', 5, "... and they did come ($hits signals)");
+}
+
 # The caller's alarm with a dying handler ends a send to a server that
 # never answers (Timeout is far longer), and the object works afterwards.
 {
