@@ -11,6 +11,29 @@ use Net::QMTP;
 
 local $SIG{PIPE} = 'DEFAULT';
 
+# A child that sends this process $count SIGUSR1s, $gap seconds apart;
+# returns its pid.
+sub shower_with_signals {
+    my ($count, $gap) = @_;
+    my $parent = $$;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    return $pid if $pid;
+    for (1 .. $count) { kill 'USR1', $parent or last; sleep $gap }
+    require POSIX;
+    POSIX::_exit(0);
+}
+
+# One message to $srv, with the given Timeout.
+sub client_with_message {
+    my ($srv, $timeout) = @_;
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => $timeout) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('m');
+    return $q;
+}
+
 # A server that answers after a delay, while the test is showered with a
 # handled signal: every poll() is interrupted, and each time it resumes.
 {
@@ -23,18 +46,8 @@ local $SIG{PIPE} = 'DEFAULT';
     });
     my $hits = 0;
     local $SIG{USR1} = sub { $hits++ };
-    my $parent = $$;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        for (1 .. 40) { kill 'USR1', $parent or last; sleep 0.02 }
-        require POSIX;
-        POSIX::_exit(0);
-    }
-    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 5) or die $@;
-    $q->sender('s');
-    $q->recipient('r');
-    $q->message('m');
+    my $pid = shower_with_signals(40, 0.02);
+    my $q = client_with_message($srv, 5);
     my $r = $q->send;
     waitpid $pid, 0;
     is_deeply($r, { r => 'success: late but fine' }, 'a send showered with signals completes');
@@ -51,18 +64,8 @@ local $SIG{PIPE} = 'DEFAULT';
     });
     my $hits = 0;
     local $SIG{USR1} = sub { $hits++ };
-    my $parent = $$;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        for (1 .. 60) { kill 'USR1', $parent or last; sleep 0.05 }
-        require POSIX;
-        POSIX::_exit(0);
-    }
-    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 1) or die $@;
-    $q->sender('s');
-    $q->recipient('r');
-    $q->message('m');
+    my $pid = shower_with_signals(60, 0.05);
+    my $q = client_with_message($srv, 1);
     my $t0 = time;
     my $r = $q->send;
     my $took = time - $t0;

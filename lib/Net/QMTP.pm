@@ -897,27 +897,35 @@ disturb the parent, but only one of them may send over it.
 
 C<perl bench/run> measures, side by side on loopback (medians of several
 runs, one process per run): a small C client that writes the same packages
-with nothing but write(2) and read(2) (the limit), Net::QMTP C<send()>,
-Net::QMTP C<send_many()>, and Net::SMTP sending the same messages to
-mailfront's SMTP front end, the alternative a Perl user would otherwise
-pick; from 1 KiB to 100 MiB, to a C sink server and to real mailfront. See
-F<bench/README>. Figures from one run on a 2-core machine shared with other
-work (they vary by 10 to 20% between runs; the ratios on a row are what to
+with nothing but write(2) and read(2) (the limit), Net::QMTP C<send()>
+with the message in memory and from a file, Net::QMTP C<send_many()>, and
+Net::SMTP sending the same messages to mailfront's SMTP front end, the
+alternative a Perl user would otherwise pick; from 1 KiB to 100 MiB, to a
+C sink server and to real mailfront. Servers run on one CPU and clients on
+another, so every round trip crosses between them. See F<bench/README>.
+Figures from one run on a 2-core virtual machine shared with other work
+(they vary by 5 to 10% between runs; the ratios on a row are what to
 compare):
 
- C sink, 1 recipient     msg/s       vs C client  vs Net::SMTP
- 1 KiB   C client          17886
-         send()            15321        0.86x        674x
-         send_many()      190879       10.7x        8399x
- 100 KiB send()            12541        0.85x         37x
- 1 MiB   send()             3729        0.95x         76x
- 100 MiB send()               35.2      1.11x         68x   (3.7 GB/s)
+ C sink, 1 recipient       msg/s       vs C client  vs Net::SMTP
+ 1 KiB   C client            14992
+         send()              12890        0.86x        567x
+         send_many()        259111       17.3x       11401x
+ 1 MiB   send()               2655        0.96x         57x
+ 100 MiB send()                 30.1      0.93x         51x   (3.2 GB/s)
+         send(), from a file    33.1      1.02x         56x   (3.5 GB/s)
 
- peak RSS sending one 100 MiB message: 14.4 MiB from a file,
- 114.4 MiB from a scalar (the message itself plus 14.4), 627 MiB with Net::SMTP
+ peak RSS sending one 100 MiB message: 15.5 MiB from a file,
+ 115.4 MiB from a scalar (the message itself plus 15.4), 628 MiB with Net::SMTP
 
  200 messages of 1 KiB over a link with 5 ms round trips:
- send() 1.08 s (217 round trips), send_many() 0.008 s (1.5), Net::SMTP 12.8 s
+ send() 1.08 s (215 round trips), send_many() 0.007 s (1.3), Net::SMTP 12.8 s
+
+C<send()> waits for each answer, so at small sizes its rate is the round
+trip's; it stays within about 15% of the C client, which neither checks
+that a reused connection is still open nor keeps a deadline on its waits.
+C<send_many()> does not wait, and outruns the pipelined C client, which
+writes each package with a system call of its own.
 
 Net::QMTP 0.06 managed about 23 messages per second on a reused connection
 (a 40 ms Nagle stall per message) and held a 100 MiB message several times
