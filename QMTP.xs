@@ -374,9 +374,17 @@ static char job_encoding(pTHX_ HV *job, char default_enc)
     return strEQ(SvPV_nolen(enc), "dos") ? '\015' : '\012';
 }
 
-static AV *job_rcpts(pTHX_ HV *job)
+/* Job i's recipients. The jobs were checked, but the caller's code can run
+ * since (a signal handler, say): a job that changed must not crash us. */
+static AV *job_rcpts(pTHX_ AV *jobs, SSize_t i)
 {
-    return (AV *)SvRV(hash_field(aTHX_ job, "recipients"));
+    HV *job = job_at(aTHX_ jobs, i);
+    SV *rcpts = job != NULL ? hash_field(aTHX_ job, "recipients") : &PL_sv_undef;
+
+    if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV) {
+        croak("send_many: job %ld was changed while it was being sent", (long)i + 1);
+    }
+    return (AV *)SvRV(rcpts);
 }
 
 /* Lays out a package per job (all checked by job_problem). A job that
@@ -393,15 +401,14 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs, char default_enc)
     qmtp_batch_reset(c);
     av_extend(built, njobs);
     for (i = 0; i < njobs; i++) {
+        AV *rcpts = job_rcpts(aTHX_ jobs, i);
         HV *job = job_at(aTHX_ jobs, i);
+        SV *message = hash_field(aTHX_ job, "message");
         int rc;
 
-        if (job == NULL) {
-            croak("Net::QMTP::_send_many: job %ld is not a hash", (long)i + 1);
-        }
+        sv_2mortal(SvREFCNT_inc_simple_NN(message)); /* borrowed: see send_one */
         rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
-                          job_rcpts(aTHX_ job), hash_field(aTHX_ job, "message"),
-                          hash_field(aTHX_ job, "file"));
+                          rcpts, message, hash_field(aTHX_ job, "file"));
         if (rc == QMTP_OK) {
             av_push(built, newSViv(npkg++));
         } else {
@@ -427,13 +434,13 @@ static SV *av_elem(pTHX_ AV *av, SSize_t i)
  * [index, status] for each job that was not answered in full. */
 static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *failed)
 {
-    AV *out = newAV();
+    AV *out = (AV *)sv_2mortal((SV *)newAV()); /* mortal: job_rcpts may croak */
     SSize_t njobs = av_len(jobs) + 1;
     SSize_t i;
 
     av_extend(out, njobs);
     for (i = 0; i < njobs; i++) {
-        AV *rcpts = job_rcpts(aTHX_ job_at(aTHX_ jobs, i));
+        AV *rcpts = job_rcpts(aTHX_ jobs, i);
         SV *b = av_elem(aTHX_ built, i);
         HV *one = newHV();
         int status;
@@ -480,6 +487,11 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     struct result_build b;
     int rc;
 
+    /* The message's bytes and the recipients are borrowed until the run
+     * ends, and a signal handler may run meanwhile: whatever it does to
+     * the object, they stay alive until the caller's statement ends. */
+    sv_2mortal(SvREFCNT_inc_simple_NN(message));
+    sv_2mortal(SvREFCNT_inc_simple_NN((SV *)rcpts));
     qmtp_batch_reset(c);
     result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
@@ -691,11 +703,11 @@ _send_many(c, jobs, default_enc)
      * of the jobs not answered in full. */
     built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
     rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;
-    failed = newAV();
+    failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
     mPUSHi(rc);
-    mPUSHs(newRV_noinc((SV *)batch_outcomes(aTHX_ c, jobs, built, failed)));
-    mPUSHs(newRV_noinc((SV *)failed));
+    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, jobs, built, failed)));
+    mPUSHs(newRV_inc((SV *)failed));
 
 int
 _server_mode(c)

@@ -11,14 +11,15 @@ use Net::QMTP;
 
 local $SIG{PIPE} = 'DEFAULT';
 
-# A child that sends this process $count SIGUSR1s, $gap seconds apart;
-# returns its pid.
+# A child that sends this process $count SIGUSR1s, $gap seconds apart,
+# the first after $delay seconds; returns its pid. Install the handler first.
 sub shower_with_signals {
-    my ($count, $gap) = @_;
+    my ($count, $gap, $delay) = @_;
     my $parent = $$;
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     return $pid if $pid;
+    sleep $delay if $delay;
     for (1 .. $count) { kill 'USR1', $parent or last; sleep $gap }
     require POSIX;
     POSIX::_exit(0);
@@ -119,6 +120,49 @@ SKIP: {
     my $err = $@;
     skip 'the listen backlog did not hold connects here', 1 if !$err && $q;
     is($err, "alarm in connect\n", 'an alarm interrupts a hanging connect, as the caller expects');
+}
+
+# A signal handler that changes a job while send_many() waits for its
+# answers: send_many() dies saying so, and nothing crashes.
+{
+    my $srv = Test::QMTPServer->new(sub {
+        my ($conn) = @_;
+        while ($conn->read_package) {
+            $conn->sleep(0.5);
+            $conn->answer_all('K', 'ok');
+        }
+    });
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    my @jobs = ({ sender => 's', recipients => ['r'], message => 'm' });
+    local $SIG{USR1} = sub { delete $jobs[0]{recipients} };
+    my $pid = shower_with_signals(1, 0, 0.2);
+    my $res = eval { $q->send_many(@jobs) };
+    waitpid $pid, 0;
+    like($@, qr/job 1 was changed while it was being sent/, 'a job changed under send_many: it dies saying so');
+    $jobs[0]{recipients} = ['r'];
+    ok($q->send_many(@jobs), '... and the object works afterwards');
+}
+
+# A signal handler that deletes a job's message while send_many() is
+# writing it (a big one, to a server that reads slowly): the bytes being
+# sent stay alive until the call returns.
+{
+    my $srv = Test::QMTPServer->new(rcvbuf => 16384, script => sub {
+        my ($conn) = @_;
+        $conn->sleep(0.5);
+        while ($conn->read_package) {
+            $conn->answer_all('K', 'ok');
+        }
+    });
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    my @jobs = ({ sender => 's', recipients => ['r'], message => 'y' x 8_000_000 });
+    local $SIG{USR1} = sub { delete $jobs[0]{message} };
+    my $pid = shower_with_signals(1, 0, 0.2);
+    my $res = $q->send_many(@jobs);
+    waitpid $pid, 0;
+    ok(!exists $jobs[0]{message}, 'the handler deleted the message while it was being sent');
+    is_deeply($res && $res->[0]{result}, { r => 'success: ok' }, '... and it still went out and was answered');
+    is(length $srv->received(0), length("8000001:\n") + 8_000_000 + length(',1:s,4:1:r,,'), '... every byte of it');
 }
 
 done_testing;
