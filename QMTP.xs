@@ -660,7 +660,7 @@ _send_usual(self)
     (void)hv_stores(fields, "QMTP_SENT_TO", newSVsv(rcpts));
     (void)hv_stores(fields, "QMTP_RESPONSES", newSV(0));
     used = *hv_fetchs(fields, "QMTP_USED", 1);
-    reused = SvIV(used);
+    reused = SvOK(used) ? SvIV(used) : 0;
     sv_setiv(used, reused + 1);
     rc = send_one(aTHX_ c, hash_field(aTHX_ fields, "ENCODING"), hash_field(aTHX_ fields, "SENDER"),
                   (AV *)SvRV(rcpts), message, &PL_sv_undef, &hash);
