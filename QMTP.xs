@@ -479,6 +479,16 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *f
     return out;
 }
 
+/* $hv->{key} = value, in place. */
+static void set_field(pTHX_ HV *hv, const char *key, SV *value)
+{
+    SV **slot = hv_fetch(hv, key, (I32)strlen(key), 1);
+
+    if (slot != NULL) {
+        sv_setsv(*slot, value);
+    }
+}
+
 /* One package, sent and answered: the status, and in *hash (a new
  * reference) the 0.06 result hash. */
 static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file,
@@ -632,8 +642,10 @@ _send_usual(self)
   PREINIT:
     qmtp_client *c;
     HV *fields;
+    SV *sender;
     SV *rcpts;
     SV *message;
+    SV *enc;
     SV *limit;
     SV *used;
     IV reused;
@@ -645,25 +657,27 @@ _send_usual(self)
      * nothing, having changed nothing, and send() takes the long way. */
     c = sv_to_client(aTHX_ self, "Net::QMTP::send");
     fields = (HV *)SvRV(self);
+    sender = hash_field(aTHX_ fields, "SENDER");
     rcpts = hash_field(aTHX_ fields, "RECIPIENTS");
     message = hash_field(aTHX_ fields, "MESSAGE");
+    enc = hash_field(aTHX_ fields, "ENCODING");
     limit = hash_field(aTHX_ fields, "SESSIONLIMIT");
-    if (SvTRUE(hash_field(aTHX_ fields, "DEBUG")) || !SvOK(hash_field(aTHX_ fields, "SENDER")) ||
+    if (SvTRUE(hash_field(aTHX_ fields, "DEBUG")) || !SvOK(sender) ||
         !SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0 ||
         !SvOK(message) || SvTRUE(hash_field(aTHX_ fields, "MSGFILE")) ||
-        !SvTRUE(hash_field(aTHX_ fields, "ENCODING")) || !SvTRUE(hash_field(aTHX_ fields, "QMTP_WANTED")) ||
+        !SvTRUE(enc) || !SvTRUE(hash_field(aTHX_ fields, "QMTP_WANTED")) ||
         !qmtp_is_open(c) || !SvOK(limit) || (NV)qmtp_age_ms(c) >= SvNV(limit) * 1000) {
         XSRETURN_EMPTY;
     }
-    /* As send() does on the long way: see there. */
-    (void)hv_stores(fields, "QMTP_ERROR", newSV(0));
-    (void)hv_stores(fields, "QMTP_SENT_TO", newSVsv(rcpts));
-    (void)hv_stores(fields, "QMTP_RESPONSES", newSV(0));
+    /* As send() does on the long way (see there), assigning in place as
+     * Perl's $self->{KEY} = ... does. */
+    set_field(aTHX_ fields, "QMTP_ERROR", &PL_sv_undef);
+    set_field(aTHX_ fields, "QMTP_SENT_TO", rcpts);
+    set_field(aTHX_ fields, "QMTP_RESPONSES", &PL_sv_undef);
     used = *hv_fetchs(fields, "QMTP_USED", 1);
     reused = SvOK(used) ? SvIV(used) : 0;
     sv_setiv(used, reused + 1);
-    rc = send_one(aTHX_ c, hash_field(aTHX_ fields, "ENCODING"), hash_field(aTHX_ fields, "SENDER"),
-                  (AV *)SvRV(rcpts), message, &PL_sv_undef, &hash);
+    rc = send_one(aTHX_ c, enc, sender, (AV *)SvRV(rcpts), message, &PL_sv_undef, &hash);
     EXTEND(SP, 3);
     mPUSHi(rc);
     mPUSHs(hash);
