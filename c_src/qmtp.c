@@ -7,6 +7,8 @@
 #define DEFAULT_TIMEOUT_MS 120000
 #define DEFAULT_STALL_MS 500
 #define DEFAULT_MAX_RESPONSE 65536
+#define DEFAULT_BUSY_WAIT_US 50
+#define MAX_BUSY_WAIT_US 1000000
 
 qmtp_client *qmtp_new(void)
 {
@@ -20,6 +22,7 @@ qmtp_client *qmtp_new(void)
     c->io_ms = DEFAULT_TIMEOUT_MS;
     c->stall_ms = DEFAULT_STALL_MS;
     c->max_response = DEFAULT_MAX_RESPONSE;
+    c->spin_us = DEFAULT_BUSY_WAIT_US;
     return c;
 }
 
@@ -55,6 +58,13 @@ void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_
     c->connect_ms = at_least_1(connect_ms);
     c->io_ms = at_least_1(io_ms);
     c->stall_ms = at_least_1(stall_ms);
+}
+
+void qmtp_set_busy_wait(qmtp_client *c, int64_t usec)
+{
+    c->spin_us = usec < 0 ? 0 : usec > MAX_BUSY_WAIT_US ? MAX_BUSY_WAIT_US : usec;
+    c->spin_misses = 0;
+    c->spin_skip = 0;
 }
 
 void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx)

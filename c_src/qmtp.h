@@ -35,9 +35,10 @@ typedef enum qmtp_status {
     QMTP_E_NOTSENT = -13 /* a package not begun: the connection ended before */
 } qmtp_status;
 
-/* Called when a wait is interrupted by a signal (EINTR), so that the caller
- * can run its signal handlers. Return 0 to go on waiting, nonzero to stop
- * (QMTP_E_INTR). The hook may also leave by longjmp (a Perl die): the
+/* Called when a wait is interrupted by a signal (EINTR), and between looks
+ * while busy-waiting (see qmtp_set_busy_wait), so that the caller can run
+ * its pending signal handlers; it must be cheap when none is pending.
+ * Return 0 to go on waiting, nonzero to stop (QMTP_E_INTR). The hook may also leave by longjmp (a Perl die): the
  * client notices at its next call, and closes the connection it was using. */
 typedef int (*qmtp_interrupt_fn)(void *ctx);
 
@@ -70,6 +71,13 @@ void qmtp_free(qmtp_client *c);
  * values below 1 are raised to 1. io_ms is an inactivity limit: any byte
  * moved in either direction restarts it. stall_ms: see qmtp_run. */
 void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_t stall_ms);
+
+/* How long, in microseconds, a wait for answers looks for them without
+ * sleeping before it sleeps in poll(2); 0: never (default 50, at most 1 s).
+ * A fast server then costs no wakeups; a look that finds nothing makes the
+ * following ones rarer (after k misses in a row, the next 2^k waits sleep
+ * at once, up to 64), so a slow or distant server costs almost nothing. */
+void qmtp_set_busy_wait(qmtp_client *c, int64_t usec);
 
 /* Installs the interrupt hook (NULL: none, EINTR just resumes). ctx is
  * passed through untouched. */

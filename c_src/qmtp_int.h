@@ -58,6 +58,9 @@ struct qmtp_client {
     int64_t stall_ms;
     size_t max_response;
     enum qmtp_mode mode;    /* of the server at host/port */
+    int64_t spin_us;        /* busy-wait budget per wait for answers, or 0 */
+    unsigned spin_misses;   /* busy-waits in a row that found nothing */
+    unsigned spin_skip;     /* waits left that sleep at once */
 
     qmtp_interrupt_fn on_interrupt;
     void *interrupt_ctx;

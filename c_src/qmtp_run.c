@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
@@ -141,8 +142,9 @@ static int parse_answers(struct qmtp_run *r)
     return rc;
 }
 
-/* Reads what is there. QMTP_E_EOF when the server has closed. */
-static int read_some(struct qmtp_run *r)
+/* Reads what is there (flags: for recv(2)). QMTP_E_EOF when the server
+ * has closed. */
+static int read_some(struct qmtp_run *r, int flags)
 {
     qmtp_client *c = r->c;
     ssize_t n;
@@ -152,7 +154,7 @@ static int read_some(struct qmtp_run *r)
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
     do {
-        n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, 0);
+        n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, flags);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -165,6 +167,7 @@ static int read_some(struct qmtp_run *r)
                                                           : "connection closed by the server");
     }
     c->in.len += (size_t)n;
+    r->bytes_read += (uint64_t)n;
     r->last_progress = qmtp_now_ms();
     rc = parse_answers(r);
 #ifdef TCP_QUICKACK
@@ -193,7 +196,7 @@ static void drain_pending(struct qmtp_run *r)
         p.fd = c->fd;
         p.events = POLLIN;
         p.revents = 0;
-        if (poll(&p, 1, 0) <= 0 || read_some(r) != QMTP_OK) {
+        if (poll(&p, 1, 0) <= 0 || read_some(r, 0) != QMTP_OK) {
             break;
         }
     }
@@ -265,6 +268,58 @@ static int finish_failed(struct qmtp_run *r, int status)
         c->err = QMTP_OK;
     }
     return first_bad;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A fast server answers within microseconds, sooner than the two wakeups
+ * a sleep in poll(2) costs (tens of microseconds on a virtual machine), so
+ * look for the answers without sleeping for up to spin_us first. Each miss
+ * in a row doubles the number of later waits that sleep at once (up to 64):
+ * a slow or distant server soon costs next to nothing. Sets *got when
+ * answer bytes came; returns 0 or the status that ends the run. */
+static int busy_wait(struct qmtp_run *r, int *got)
+{
+    qmtp_client *c = r->c;
+    uint64_t before = r->bytes_read;
+    int64_t start;
+
+    *got = 0;
+    if (c->spin_skip > 0) {
+        c->spin_skip--;
+        return QMTP_OK;
+    }
+    start = now_us();
+    for (;;) {
+        int rc = read_some(r, MSG_DONTWAIT);
+        if (rc != QMTP_OK) {
+            return rc;
+        }
+        if (r->bytes_read != before) {
+            c->spin_misses = 0;
+            *got = 1;
+            return QMTP_OK;
+        }
+        /* No EINTR here to run a pending signal handler: ask. */
+        rc = qmtp_interrupted(c);
+        if (rc != QMTP_OK) {
+            return rc;
+        }
+        if (now_us() - start >= c->spin_us) {
+            break;
+        }
+    }
+    if (c->spin_misses < 6) {
+        c->spin_misses++;
+    }
+    c->spin_skip = 1u << c->spin_misses;
+    return QMTP_OK;
 }
 
 static int wait_ready(struct qmtp_run *r, short *revents)
@@ -379,12 +434,23 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
             r.half_closed = 1;
             r.last_progress = qmtp_now_ms();
         }
+        if (c->spin_us > 0 && r.apkg < r.pkgs_written && !qmtp_wants_write(&r)) {
+            int got;
+
+            rc = busy_wait(&r, &got);
+            if (rc != QMTP_OK) {
+                break;
+            }
+            if (got) {
+                continue;
+            }
+        }
         rc = wait_ready(&r, &ev);
         if (rc != QMTP_OK) {
             break;
         }
         if (ev & (POLLIN | POLLHUP | POLLERR)) {
-            rc = read_some(&r);
+            rc = read_some(&r, 0);
             if (rc != QMTP_OK) {
                 break;
             }

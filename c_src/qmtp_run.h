@@ -25,6 +25,7 @@ struct qmtp_run {
     size_t total;           /* recipients of all packages */
     uint64_t in_flight;     /* bytes of packages written in full, not yet answered */
     int64_t last_progress;
+    uint64_t bytes_read;    /* answer bytes received in this run */
     int half_closed;
     int write_status;       /* what stopped the writing, or 0 */
 };

@@ -132,8 +132,12 @@ static void test_encode(void)
     CHECK(qmtp_ns_encoded_size((size_t)-1 - 3, &total) == -1, "encoded size overflow is refused");
 }
 
+/* Microseconds the peer waits before it answers. */
+static useconds_t peer_delay_us;
+
 /* The peer: reads one package's worth of bytes (expect_len), checks them,
- * then writes reply (reply_len bytes) and behaves as told. */
+ * then (after peer_delay_us) writes reply (reply_len bytes) and behaves as
+ * told. */
 static void serve(int fd, const char *expect, size_t expect_len, const char *reply,
                   size_t reply_len, int wait_for_eof)
 {
@@ -150,6 +154,9 @@ static void serve(int fd, const char *expect, size_t expect_len, const char *rep
     }
     if (got != expect_len || memcmp(buf, expect, expect_len) != 0) {
         _exit(3);
+    }
+    if (peer_delay_us > 0) {
+        usleep(peer_delay_us);
     }
     if (reply_len > 0 && write(fd, reply, reply_len) != (ssize_t)reply_len) {
         _exit(4);
@@ -278,6 +285,84 @@ static void test_engine(void)
     qmtp_free(c);
 }
 
+/* The interrupt hook: counts its calls, and asks to stop when told to. */
+static int hook_calls;
+static int hook_stops;
+
+static int count_hook(void *ctx)
+{
+    (void)ctx;
+    hook_calls++;
+    return hook_stops;
+}
+
+static void test_busy_wait(void)
+{
+    qmtp_client *c = qmtp_new();
+    const char *pkg1 = "6:\ntest\n,3:s@x,6:3:a@x,,";
+    int st = 0;
+    int rc;
+
+    qmtp_set_timeouts(c, 1000, 1000, 100);
+    qmtp_set_interrupt_hook(c, count_hook, NULL);
+    CHECK(c->spin_us == 50, "busy-waits 50 us by default (%ld)", (long)c->spin_us);
+
+    /* An answer that comes long after the budget: a miss, then backing off. */
+    peer_delay_us = 20000;
+    package(c, "test\n", 1);
+    hook_calls = 0;
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'K', "ok", 1, 0), "a slow answer is still taken: rc %d", rc);
+    CHECK(hook_calls > 0, "the busy wait asked the hook about pending signals (%d calls)", hook_calls);
+    CHECK(c->spin_misses == 1 && c->spin_skip == 2, "one miss: the next 2 waits sleep at once (%u, %u)",
+          c->spin_misses, c->spin_skip);
+    package(c, "test\n", 1);
+    hook_calls = 0;
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && hook_calls == 0 && c->spin_skip == 1, "a wait after a miss sleeps at once (%d calls)",
+          hook_calls);
+    c->spin_misses = 6;
+    c->spin_skip = 0;
+    package(c, "test\n", 1);
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && c->spin_misses == 6 && c->spin_skip == 64, "backing off stops at 64 waits (%u)",
+          c->spin_skip);
+
+    /* A look that finds the answer ends the backing off. */
+    peer_delay_us = 0;
+    qmtp_set_busy_wait(c, 1000000);
+    c->spin_misses = 3;
+    package(c, "test\n", 1);
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'K', "ok", 1, 0) && c->spin_misses == 0 && c->spin_skip == 0,
+          "an answer found while busy-waiting resets the misses (%u)", c->spin_misses);
+
+    /* The hook may end the run while busy-waiting, as on EINTR. */
+    peer_delay_us = 200000;
+    hook_stops = 1;
+    package(c, "test\n", 1);
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'Z', "no response received: interrupted: Interrupted system call", 0, 0) &&
+          !open_after_run,
+          "a hook that asks to stop ends the busy wait: the answer is deferred, the connection closed "
+          "(rc %d, %d results, '%s', open %d)", rc, (int)qmtp_result_count(c), qmtp_errstr(c), open_after_run);
+    hook_stops = 0;
+
+    /* 0: never. */
+    qmtp_set_busy_wait(c, 0);
+    peer_delay_us = 20000;
+    package(c, "test\n", 1);
+    hook_calls = 0;
+    rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+    CHECK(rc == 0 && hook_calls == 0 && c->spin_skip == 0, "busy wait 0 sleeps at once (%d calls)", hook_calls);
+    qmtp_set_busy_wait(c, -5);
+    CHECK(c->spin_us == 0, "a negative busy wait is none");
+    qmtp_set_busy_wait(c, 5000000);
+    CHECK(c->spin_us == 1000000, "a busy wait is at most 1 s");
+    peer_delay_us = 0;
+    qmtp_free(c);
+}
+
 int main(void)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -289,6 +374,7 @@ int main(void)
     test_decode();
     test_encode();
     test_engine();
+    test_busy_wait();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
