@@ -537,15 +537,17 @@ _attach(self)
 #endif
 
 void
-_configure(c, connect_s, io_s, stall_s, max_response)
+_configure(c, connect_s, io_s, stall_s, max_response, busy_wait_s)
     qmtp_client *c
     NV connect_s
     NV io_s
     NV stall_s
     UV max_response
+    NV busy_wait_s
   CODE:
     qmtp_set_timeouts(c, seconds_to_ms(connect_s), seconds_to_ms(io_s), seconds_to_ms(stall_s));
     qmtp_set_max_response(c, (size_t)max_response);
+    qmtp_set_busy_wait(c, busy_wait_s > 0 ? (int64_t)(busy_wait_s * 1e6 + 0.5) : 0);
 
 int
 _connect(c, host, port)

@@ -20,7 +20,8 @@ like($@, qr/^No server specified in constructor/, 'new with a false server croak
 eval { Net::QMTP->new('h', 'Debug') };
 like($@, qr/NAME => VALUE pairs/, 'an odd option list croaks');
 for my $bad ([Port => 'x y'], [Port => 70000], [Timeout => -1], [Timeout => 'soon'],
-             [ConnectTimeout => 'x'], [MaxResponse => 0]) {
+             [ConnectTimeout => 'x'], [MaxResponse => 0], [BusyWait => -0.001], [BusyWait => 0.5],
+             [BusyWait => 'briefly']) {
     eval { fresh(@$bad) };
     like($@, qr/\Q$bad->[0]\E must be/, "new($bad->[0] => '$bad->[1]') croaks naming the option");
 }
@@ -35,6 +36,9 @@ is(ref $q, 'Net::QMTP', 'blessed into Net::QMTP');
 ok(UNIVERSAL::isa($q, 'HASH'), 'a blessed hash reference');
 my $q2 = fresh(Timeout => 0.25, ConnectTimeout => 1.5, Port => 2209, SessionLimit => 10);
 ok($q2, 'fractional timeouts and the other options are accepted');
+is(fresh(BusyWait => 0)->{QMTP_BUSYWAIT}, 0, 'BusyWait => 0 (never) is accepted');
+is(fresh(BusyWait => '2e-4')->{QMTP_BUSYWAIT}, 0.0002, 'BusyWait takes seconds, as the timeouts do');
+is(fresh()->{QMTP_BUSYWAIT}, 0.00005, 'BusyWait is 50 microseconds by default');
 
 # Subclasses keep their own fields and get their own class.
 {

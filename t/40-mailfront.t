@@ -360,6 +360,33 @@ subtest 'twenty messages over one connection' => sub {
 };
 
 # ---------------------------------------------------------------------
+# 5b. BusyWait changes how answers are waited for, not what happens
+# ---------------------------------------------------------------------
+
+subtest 'BusyWait off and at its longest' => sub {
+	for my $busy (0, 0.01) {
+		$mf->clear;
+		my $q = client($mf, BusyWait => $busy);
+		my @sent;
+		for my $i (1 .. 5) {
+			my $msg = "Subject: busy $busy, $i\n\nbody $i\n";
+			envelope($q, 's@example.org', ["r$i\@example.org"], $msg);
+			my $r = $q->send;
+			is($r && $r->{"r$i\@example.org"}, $ACCEPTED, "BusyWait $busy: message $i accepted");
+			push @sent, raw_of('s@example.org', ["r$i\@example.org"], $msg);
+		}
+		my @rcpts = ('a@example.org', 'b@example.org', 'c@example.org');
+		envelope($q, 's@example.org', \@rcpts, "three\n");
+		check_result($q, $q->send, \@rcpts, $ACCEPTED, 'K', "BusyWait $busy, three recipients");
+		push @sent, raw_of('s@example.org', \@rcpts, "three\n");
+		ok($mf->wait_queued(6, 10), "BusyWait $busy: 6 messages queued");
+		is_deeply([ map { printable($_->{raw}) } $mf->queued ], [ map { printable($_) } @sent ],
+			"BusyWait $busy: queued in order, byte-exact");
+		$q->disconnect;
+	}
+};
+
+# ---------------------------------------------------------------------
 # 6. message_from_file, small (the 50 MiB case is t/41)
 # ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ my %ENCODING = (unix => "\012", dos => "\015");
 
 my %OPTION = map { $_ => 1 } qw(
     Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse LocalAddr
+    BusyWait
 );
 
 sub new {
@@ -54,6 +55,7 @@ sub new {
         QMTP_IO_TIMEOUT => 120,
         QMTP_HALFCLOSE  => 0.5,
         QMTP_MAXRESP    => 65536,
+        QMTP_BUSYWAIT   => 0.00005,
         QMTP_ERROR      => undef,
         QMTP_RESPONSES  => [],
         QMTP_WANTED     => 0,
@@ -70,6 +72,13 @@ sub new {
         $args{MaxResponse} =~ /\A[1-9][0-9]{0,8}\z/
             or croak "MaxResponse must be a whole number of bytes from 1 to 999999999, not '$args{MaxResponse}'";
         $self->{QMTP_MAXRESP} = $args{MaxResponse};
+    }
+    if (defined $args{BusyWait}) {
+        no warnings 'numeric';
+        my $v = $args{BusyWait};
+        $v =~ /\A\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\z/ && $v <= 0.01
+            or croak "BusyWait must be a number of seconds from 0 to 0.01, not '$v'";
+        $self->{QMTP_BUSYWAIT} = $v + 0;
     }
     if (defined $args{LocalAddr}) {
         length $args{LocalAddr} && $args{LocalAddr} !~ /\s/
@@ -118,7 +127,7 @@ sub _seconds {
 sub _configure_core {
     my $self = shift;
     _configure($self, $self->{TIMEOUT} || 120, $self->{QMTP_IO_TIMEOUT},
-        $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP});
+        $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP}, $self->{QMTP_BUSYWAIT});
 }
 
 # Byte strings only: a netstring's length counts bytes.
@@ -582,6 +591,19 @@ See L</"SERVERS THAT ANSWER ONCE PER MESSAGE">.
 
 The longest answer accepted from the server, in bytes (default 65536);
 a longer one is treated as a protocol violation.
+
+=item BusyWait
+
+Seconds (default 0.00005, i.e. 50 microseconds; at most 0.01; 0 turns it
+off) to keep looking for the server's answers without sleeping, once a
+message is written, before sleeping until they come. A server on the same
+machine answers sooner than a sleeping process can be woken (on a virtual
+machine each wakeup costs tens of microseconds), so this makes C<send()> to
+such a server about twice as fast, for little more CPU time per message.
+A look that finds nothing makes the next ones rarer (after I<k> misses in a
+row the next 2^I<k> waits, up to 64, sleep at once), so a slow or distant
+server costs next to nothing. Signal handlers run during the look as they
+do during a sleep.
 
 =item LocalAddr
 
