@@ -434,7 +434,9 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
             r.half_closed = 1;
             r.last_progress = qmtp_now_ms();
         }
-        if (c->spin_us > 0 && r.apkg < r.pkgs_written && !qmtp_wants_write(&r)) {
+        /* Only for the answers of the last package written: while earlier
+         * ones are due, a sleep lets them pile up, to be read in one go. */
+        if (c->spin_us > 0 && r.apkg + 1 == r.pkgs_written && !qmtp_wants_write(&r)) {
             int got;
 
             rc = busy_wait(&r, &got);
