@@ -1,11 +1,14 @@
 /* The limit: a small C QMTP client that writes the same packages to the same
  * server as the Perl contenders, with nothing but write(2) and read(2).
  *
- *   qmtp-client [-P] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT
+ *   qmtp-client [-P] [-1] [-b USEC] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT
  *
  * Sequential by default (one package, then its answers, like send()); -P
  * pipelines: a writer thread sends every package while the main thread
- * reads answers. Prints "messages seconds". */
+ * reads answers. -b: before each read that would sleep, look for answers
+ * without sleeping for up to USEC microseconds, as Net::QMTP's BusyWait
+ * does (without its backing off: this server always answers at once).
+ * Prints "messages seconds". */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +27,7 @@ static char *pkg;
 static size_t pkg_len;
 static long count = 10000;
 static int fd;
+static long busy_us;
 
 static double now(void)
 {
@@ -46,6 +50,22 @@ static void write_all(const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+/* read(2), after looking without sleeping for up to busy_us. */
+static ssize_t read_busy(char *p, size_t n)
+{
+    double until = now() + busy_us / 1e6;
+    while (busy_us > 0) {
+        ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+        if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            return r;
+        }
+        if (now() >= until) {
+            break;
+        }
+    }
+    return read(fd, p, n);
 }
 
 /* Reads until `answers` netstrings have arrived, each of which must be a
@@ -80,7 +100,7 @@ static void read_answers(long answers)
         if (answers == 0) {
             break;
         }
-        r = read(fd, buf + have, sizeof buf - have);
+        r = read_busy(buf + have, sizeof buf - have);
         if (r < 0 && errno == EINTR) {
             continue;
         }
@@ -119,20 +139,21 @@ int main(int argc, char **argv)
     double t0;
     long answers_each;
 
-    while ((opt = getopt(argc, argv, "Pn:s:r:1")) != -1) {
+    while ((opt = getopt(argc, argv, "Pb:n:s:r:1")) != -1) {
         switch (opt) {
         case 'P': pipelined = 1; break;
+        case 'b': busy_us = atol(optarg); break;
         case 'n': count = atol(optarg); break;
         case 's': size = (size_t)atol(optarg); break;
         case 'r': rcpts = atoi(optarg); break;
         case '1': per_package = 1; break;
         default:
-            fprintf(stderr, "usage: qmtp-client [-P] [-1] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT\n");
+            fprintf(stderr, "usage: qmtp-client [-P] [-1] [-b USEC] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT\n");
             return 100;
         }
     }
     if (argc - optind != 2 || rcpts < 1 || rcpts > 100) {
-        fprintf(stderr, "usage: qmtp-client [-P] [-1] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT\n");
+        fprintf(stderr, "usage: qmtp-client [-P] [-1] [-b USEC] [-n COUNT] [-s SIZE] [-r RCPTS] HOST PORT\n");
         return 100;
     }
     memset(&hints, 0, sizeof hints);
