@@ -159,6 +159,7 @@ struct result_build {
     size_t n;
     HV *hv;      /* mortal until returned; NULL until made */
     SV **values; /* recipient i's value in hv (NULL: no entry), in a mortal buffer */
+    SV *last;    /* where the object keeps the last result, or NULL */
 };
 
 static void result_build_init(pTHX_ struct result_build *b, AV *rcpts, size_t first, size_t n)
@@ -171,6 +172,7 @@ static void result_build_init(pTHX_ struct result_build *b, AV *rcpts, size_t fi
     b->n = n;
     b->hv = NULL;
     b->values = NULL;
+    b->last = NULL;
 }
 
 /* Room for a typical answer ("success: ok 1700000000 qp 12345"), made
@@ -204,13 +206,18 @@ static void make_entries(pTHX_ struct result_build *b)
     }
 }
 
-/* The qmtp_written_fn: the hash's entries, made while the answers are due. */
+/* The qmtp_written_fn: the hash's entries, made while the answers are due;
+ * and the last result, kept by the object so that freeing it (when the
+ * caller has dropped it) happens now too, not between two messages. */
 static void make_entries_now(void *ctx)
 {
     struct result_build *b = (struct result_build *)ctx;
 #ifdef PERL_IMPLICIT_CONTEXT
     dTHXa(b->perl);
 #endif
+    if (b->last != NULL && SvOK(b->last)) {
+        sv_setsv(b->last, &PL_sv_undef);
+    }
     make_entries(aTHX_ b);
 }
 
@@ -490,9 +497,10 @@ static void set_field(pTHX_ HV *hv, const char *key, SV *value)
 }
 
 /* One package, sent and answered: the status, and in *hash (a new
- * reference) the 0.06 result hash. */
+ * reference) the 0.06 result hash, also kept in last (if not NULL) until
+ * the next package's answers are due. */
 static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file,
-                    SV **hash)
+                    SV *last, SV **hash)
 {
     struct result_build b;
     int rc;
@@ -504,11 +512,17 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     sv_2mortal(SvREFCNT_inc_simple_NN((SV *)rcpts));
     qmtp_batch_reset(c);
     result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
+    if (last != NULL) {
+        b.last = sv_2mortal(SvREFCNT_inc_simple_NN(last));
+    }
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
     *hash = result_hash(aTHX_ c, &b);
+    if (last != NULL) {
+        sv_setsv(last, *hash);
+    }
     return rc;
 }
 
@@ -633,7 +647,7 @@ _send(c, enc, sender, rcpts, message, file)
     SV *hash;
     int rc;
   PPCODE:
-    rc = send_one(aTHX_ c, enc, sender, rcpts, message, file, &hash);
+    rc = send_one(aTHX_ c, enc, sender, rcpts, message, file, NULL, &hash);
     EXTEND(SP, 2);
     mPUSHi(rc);
     mPUSHs(hash);
@@ -679,7 +693,8 @@ _send_usual(self)
     used = *hv_fetchs(fields, "QMTP_USED", 1);
     reused = SvOK(used) ? SvIV(used) : 0;
     sv_setiv(used, reused + 1);
-    rc = send_one(aTHX_ c, enc, sender, (AV *)SvRV(rcpts), message, &PL_sv_undef, &hash);
+    rc = send_one(aTHX_ c, enc, sender, (AV *)SvRV(rcpts), message, &PL_sv_undef,
+                  *hv_fetchs(fields, "QMTP_LAST_RESULT", 1), &hash);
     EXTEND(SP, 3);
     mPUSHi(rc);
     mPUSHs(hash);

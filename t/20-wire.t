@@ -222,4 +222,33 @@ sub client {
     like($@, qr/not a Net::QMTP object/, '_send_usual checks its object');
 }
 
+# The usual case keeps its last result until the next message's answers
+# are due, so that freeing it does not delay the next message; a result
+# the caller keeps is theirs, untouched by later sends.
+{
+    require Scalar::Util;
+    my $srv = answering_server('Kok');
+    my $q = client($srv);
+    $q->sender('s@x');
+    $q->recipient('r@x');
+    $q->message('hello');
+    ok($q->send, 'a first message (the long way)');
+    my $kept = $q->send;
+    is_deeply($kept, { 'r@x' => 'success: ok' }, 'a result the caller keeps');
+    my $dropped = $q->send;
+    Scalar::Util::weaken(my $watch = $dropped);
+    undef $dropped;
+    ok(defined $watch, 'a result the caller dropped lives on in the object ...');
+    $q->new_envelope;
+    $q->sender('s@x');
+    $q->recipient('other@x');
+    is_deeply($q->send, { 'other@x' => 'success: ok' }, 'the next message gets a result of its own');
+    ok(!defined $watch, '... until the next message: then it is freed');
+    is_deeply($kept, { 'r@x' => 'success: ok' }, 'the kept result is unchanged by later sends');
+    $q->new_message;
+    $q->message_from_file(__FILE__);
+    ok($q->send, 'a message from a file (the long way)');
+    is($q->{QMTP_LAST_RESULT}, undef, '... keeps no last result');
+}
+
 done_testing;

@@ -342,6 +342,7 @@ sub send {
         # place, so keeping this array keeps the ones this send went to.
         $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
         $self->{QMTP_RESPONSES} = undef; # built from the client on demand
+        $self->{QMTP_LAST_RESULT} = undef; # only the usual case keeps it (see _send_usual)
         $reused = $self->{QMTP_USED}++;
         ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
             $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
