@@ -600,7 +600,8 @@ off) to keep looking for the server's answers without sleeping, once a
 message is written, before sleeping until they come. A server on the same
 machine answers sooner than a sleeping process can be woken (on a virtual
 machine each wakeup costs tens of microseconds), so this makes C<send()> to
-such a server about twice as fast, for little more CPU time per message.
+such a server two to three times as fast, for about a quarter more CPU time
+per message.
 A look that finds nothing makes the next ones rarer (after I<k> misses in a
 row the next 2^I<k> waits, up to 64, sleep at once), so a slow or distant
 server costs next to nothing. Signal handlers run during the look as they
@@ -920,33 +921,53 @@ disturb the parent, but only one of them may send over it.
 
 C<perl bench/run> measures, side by side on loopback (medians of several
 runs, one process per run): a small C client that writes the same packages
-with nothing but write(2) and read(2) (the limit), Net::QMTP C<send()>
-with the message in memory and from a file, Net::QMTP C<send_many()>, and
-Net::SMTP sending the same messages to mailfront's SMTP front end, the
-alternative a Perl user would otherwise pick; from 1 KiB to 100 MiB, to a
-C sink server and to real mailfront. Servers run on one CPU and clients on
-another, so every round trip crosses between them. See F<bench/README>.
-Figures from one run on a 2-core virtual machine shared with other work
-(they vary by 5 to 10% between runs; the ratios on a row are what to
-compare):
+with nothing but write(2) and read(2) (the limit), the same C client
+busy-waiting for answers as Net::QMTP does by default (see C<BusyWait>),
+Net::QMTP C<send()> with the message in memory and from a file, with and
+without C<BusyWait>, Net::QMTP C<send_many()>, and Net::SMTP sending the
+same messages to mailfront's SMTP front end, the alternative a Perl user
+would otherwise pick; from 1 KiB to 100 MiB, to a C sink server and to
+real mailfront. Servers run on one CPU and clients on another, so every
+round trip crosses between them. See F<bench/README>. Figures from one run
+on a 2-core virtual machine shared with other work (they vary by 5 to 10%
+between runs; the ratios on a row are what to compare):
 
- C sink, 1 recipient       msg/s       vs C client  vs Net::SMTP
- 1 KiB   C client            14992
-         send()              12890        0.86x        567x
-         send_many()        259111       17.3x       11401x
- 1 MiB   send()               2655        0.96x         57x
- 100 MiB send()                 30.1      0.93x         51x   (3.2 GB/s)
-         send(), from a file    33.1      1.02x         56x   (3.5 GB/s)
+ C sink, 1 KiB                       msg/s   vs C client  vs C busy  vs Net::SMTP
+ 1 recipient   C client              15430
+               C client, busy-wait   48040      3.11x
+               send()                40616      2.63x       0.85x       1787x
+               send(), BusyWait 0    13636      0.88x
+               send_many()          329833      21.4x                  14515x
+ 10 recipients C client              15866
+               C client, busy-wait   47077      2.97x
+               send()                29825      1.88x       0.63x       1313x
+               send(), BusyWait 0    14964      0.94x
 
- peak RSS sending one 100 MiB message: 15.5 MiB from a file,
+ C sink, 1 recipient                 msg/s   vs C client            vs Net::SMTP
+ 1 MiB         send()                 3934      1.04x                     54x
+ 100 MiB       send()                 37.4      1.13x                     67x  (3.9 GB/s)
+               send(), from a file    29.6      0.90x                     53x  (3.1 GB/s)
+
+ mailfront, 1 KiB, 1 recipient: C client 6387, send() 6040 (0.95x),
+ send(), BusyWait 0 5956 (0.93x), send_many() 10227 (1.60x)
+
+ peak RSS sending one 100 MiB message: 15.4 MiB from a file,
  115.4 MiB from a scalar (the message itself plus 15.4), 628 MiB with Net::SMTP
 
  200 messages of 1 KiB over a link with 5 ms round trips:
- send() 1.08 s (215 round trips), send_many() 0.007 s (1.3), Net::SMTP 12.8 s
+ send() 1.11 s (222 round trips), send_many() 0.007 s (1.5), Net::SMTP 13.0 s
 
 C<send()> waits for each answer, so at small sizes its rate is the round
-trip's; it stays within about 15% of the C client, which neither checks
-that a reused connection is still open nor keeps a deadline on its waits.
+trip's. On this machine most of a round trip to the C sink is spent waking
+the two processes; by looking for the answer for up to 50 microseconds
+before sleeping, C<send()> avoids one of the two wakeups and sends about
+2.6 times the messages of the C client that sleeps, and 0.85 (one
+recipient) or 0.63 (ten) of the C client that looks the same way: what
+remains is the Perl call and its result hash, and on this machine each
+microsecond between an answer and the next message costs about two,
+because the server has gone back to sleep meanwhile. Against mailfront,
+which takes a few hundred microseconds per message, looking finds nothing
+and soon stops; the clients are then within 10% of each other.
 C<send_many()> does not wait, and outruns the pipelined C client, which
 writes each package with a system call of its own.
 
