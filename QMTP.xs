@@ -90,8 +90,32 @@ static char encoding_byte(pTHX_ SV *enc)
     return len == 1 ? p[0] : '\0';
 }
 
+/* Undoes hold_still when the scope it was called in ends, however it ends. */
+static void let_go(pTHX_ void *p)
+{
+    SV *sv = (SV *)p;
+
+    SvREADONLY_off(sv);
+    SvREFCNT_dec(sv);
+}
+
+/* A message's bytes are written from its own buffer, without a copy, while
+ * the caller's signal handlers may run: until the enclosing LEAVE, the
+ * message is kept alive and read-only, so that a handler that tries to
+ * change it in place (which would free or move the buffer being written)
+ * dies instead. Call after fill_package: it may downgrade the string. */
+static void hold_still(pTHX_ SV *message)
+{
+    if (SvREADONLY(message)) {
+        sv_2mortal(SvREFCNT_inc_simple_NN(message)); /* only to keep it alive */
+        return;
+    }
+    SvREADONLY_on(message);
+    SAVEDESTRUCTOR_X(let_go, SvREFCNT_inc_simple_NN(message));
+}
+
 /* Lays out one package in the client. The message's bytes are borrowed
- * until qmtp_run returns, so callers keep message alive until then. */
+ * until qmtp_run returns: see hold_still. */
 static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcpts, SV *message, SV *file)
 {
     STRLEN len;
@@ -411,12 +435,15 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs, char default_enc)
         AV *rcpts = job_rcpts(aTHX_ jobs, i);
         HV *job = job_at(aTHX_ jobs, i);
         SV *message = hash_field(aTHX_ job, "message");
+        SV *file = hash_field(aTHX_ job, "file");
         int rc;
 
-        sv_2mortal(SvREFCNT_inc_simple_NN(message)); /* borrowed: see send_one */
         rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
-                          rcpts, message, hash_field(aTHX_ job, "file"));
+                          rcpts, message, file);
         if (rc == QMTP_OK) {
+            if (!SvOK(file)) {
+                hold_still(aTHX_ message); /* until _send_many's LEAVE */
+            }
             av_push(built, newSViv(npkg++));
         } else {
             AV *why = newAV();
@@ -505,20 +532,24 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     struct result_build b;
     int rc;
 
-    /* The message's bytes and the recipients are borrowed until the run
-     * ends, and a signal handler may run meanwhile: whatever it does to
-     * the object, they stay alive until the caller's statement ends. */
-    sv_2mortal(SvREFCNT_inc_simple_NN(message));
+    /* The recipients are read while the answers are due, and a signal
+     * handler may run meanwhile: whatever it does to the object, they stay
+     * alive until the caller's statement ends; the message, see hold_still. */
     sv_2mortal(SvREFCNT_inc_simple_NN((SV *)rcpts));
     qmtp_batch_reset(c);
     result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
     if (last != NULL) {
         b.last = sv_2mortal(SvREFCNT_inc_simple_NN(last));
     }
+    ENTER;
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
+        if (!SvOK(file)) {
+            hold_still(aTHX_ message);
+        }
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
+    LEAVE;
     *hash = result_hash(aTHX_ c, &b);
     if (last != NULL) {
         sv_setsv(last, *hash);
@@ -732,8 +763,10 @@ _send_many(c, jobs, default_enc)
     /* jobs: the caller's job hashes, checked by _check_jobs. Returns the
      * run's status, the results in send_many's form, and [index, status]
      * of the jobs not answered in full. */
+    ENTER;
     built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
     rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;
+    LEAVE;
     failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
     mPUSHi(rc);

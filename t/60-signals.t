@@ -165,4 +165,49 @@ SKIP: {
     is(length $srv->received(0), length("8000001:\n") + 8_000_000 + length(',1:s,4:1:r,,'), '... every byte of it');
 }
 
+# A signal handler that changes the message while send() writes it: the
+# message is written from its own buffer, so the change is refused (the
+# handler dies, and so does send()) rather than freeing the bytes being
+# written; afterwards the message can be changed again and sending works.
+{
+    my $srv = Test::QMTPServer->new(rcvbuf => 16384, script => sub {
+        my ($conn) = @_;
+        $conn->sleep(0.5); # every connection: the first message waits in our writes
+        while ($conn->read_package) {
+            $conn->answer_all('K', 'ok');
+        }
+    });
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message('y' x 8_000_000);
+    my $res = eval {
+        local $SIG{USR1} = sub { $q->new_message };
+        my $pid = shower_with_signals(1, 0, 0.2);
+        my $r = $q->send;
+        waitpid $pid, 0;
+        $r;
+    };
+    like($@, qr/^new_message\(\) cannot change the message while send\(\) is sending it at /,
+        'a handler that changes the message being sent dies saying why');
+    is(length $q->message, 8_000_000, '... and the message is as it was');
+    ok($q->new_message && !defined $q->message, 'afterwards new_message() works again');
+    $q->message('small');
+    is_deeply($q->send, { r => 'success: ok' }, '... and so does sending');
+
+    my @jobs = ({ sender => 's', recipients => ['r'], message => 'z' x 8_000_000 });
+    my $q2 = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    $res = eval {
+        local $SIG{USR1} = sub { $jobs[0]{message} .= 'more' };
+        my $pid = shower_with_signals(1, 0, 0.2);
+        my $r = $q2->send_many(@jobs);
+        waitpid $pid, 0;
+        $r;
+    };
+    like($@, qr/^Modification of a read-only value attempted at \Q$0\E/,
+        "a handler that changes a send_many() job's message in place dies");
+    $jobs[0]{message} .= 'more';
+    is(length $jobs[0]{message}, 8_000_004, '... and the message can be changed afterwards');
+}
+
 done_testing;

@@ -189,6 +189,7 @@ sub message {
     }
     if (@_) {
         my $text = shift;
+        _not_while_sending($self, 'message()');
         $text = '' unless defined $text;
         $text = _bytes('message', $text) if utf8::is_utf8($text);
         if (defined $self->{MESSAGE}) {
@@ -198,6 +199,16 @@ sub message {
         }
     }
     return $self->{MESSAGE};
+}
+
+# send() writes the message from its own buffer, and the caller's signal
+# handlers run while it waits: meanwhile the message is read-only (see
+# hold_still in QMTP.xs), and a handler that tries to change it dies here.
+sub _not_while_sending {
+    my ($self, $what) = @_;
+    croak "$what cannot change the message while send() is sending it"
+        if Internals::SvREADONLY($self->{MESSAGE});
+    return;
 }
 
 sub message_from_file {
@@ -227,6 +238,7 @@ sub new_envelope {
 
 sub new_message {
     my $self = shift;
+    _not_while_sending($self, 'new_message()');
     $self->{MESSAGE} = undef;
     $self->{MSGFILE} = undef;
     return 1;
@@ -916,6 +928,19 @@ undefined copy (C<CLONE_SKIP>), so nothing is closed twice; make a new
 object in the thread. After C<fork>, parent and child share the socket: a
 child that destroys its copy only closes its own descriptor and does not
 disturb the parent, but only one of them may send over it.
+
+=head1 SIGNALS
+
+The caller's signal handlers run while C<send()> and C<send_many()> wait,
+as they do during Perl's own I/O: a handler that dies (C<alarm> with
+C<die>) ends the call, and the connection it was using is closed and
+reopened at the next call. SIGPIPE never reaches the process. Messages go
+out from their own buffers, without a copy, so a handler must not change a
+message while it is being sent: meanwhile the message is read-only, and
+C<message()> or C<new_message()> called from a handler dies saying so (a
+C<send_many()> job's message changed in place dies with Perl's
+"Modification of a read-only value"). A job whose recipients a handler
+takes away makes C<send_many()> die, naming the job.
 
 =head1 PERFORMANCE
 
