@@ -9,8 +9,8 @@ use strict;
 use warnings;
 
 # A hang must fail the test, not block the suite.  The default action of
-# SIGALRM is kept on purpose: a Perl handler would not run while the C core
-# waits in poll(), and the harness's watchdog cleans up after a killed test.
+# SIGALRM is kept on purpose: it kills the test whatever the client is
+# doing, and the harness's watchdog cleans up after a killed test.
 alarm 240;
 
 use Test::More;
