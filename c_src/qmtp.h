@@ -72,8 +72,9 @@ void qmtp_free(qmtp_client *c);
  * moved in either direction restarts it. stall_ms: see qmtp_run. */
 void qmtp_set_timeouts(qmtp_client *c, int64_t connect_ms, int64_t io_ms, int64_t stall_ms);
 
-/* How long, in microseconds, a wait for answers looks for them without
- * sleeping before it sleeps in poll(2); 0: never (default 50, at most 1 s).
+/* How long, in microseconds, a run may look for answers without sleeping
+ * (in all: however they trickle in) before it sleeps in poll(2); 0: never
+ * (default 50, at most 1 s).
  * A fast server then costs no wakeups; a look that finds nothing makes the
  * following ones rarer (after k misses in a row, the next 2^k waits sleep
  * at once, up to 64), so a slow or distant server costs almost nothing. */

@@ -282,8 +282,10 @@ static int64_t now_us(void)
  * a sleep in poll(2) costs (tens of microseconds on a virtual machine), so
  * look for the answers without sleeping for up to spin_us first. Each miss
  * in a row doubles the number of later waits that sleep at once (up to 64):
- * a slow or distant server soon costs next to nothing. Sets *got when
- * answer bytes came; returns 0 or the status that ends the run. */
+ * a slow or distant server soon costs next to nothing. The looks of one run
+ * add up to spin_us at most, so that a server trickling its answers byte
+ * by byte cannot keep the client busy. Sets *got when answer bytes came;
+ * returns 0 or the status that ends the run. */
 static int busy_wait(struct qmtp_run *r, int *got)
 {
     qmtp_client *c = r->c;
@@ -291,6 +293,9 @@ static int busy_wait(struct qmtp_run *r, int *got)
     int64_t start;
 
     *got = 0;
+    if (r->spin_left_us <= 0) {
+        return QMTP_OK;
+    }
     if (c->spin_skip > 0) {
         c->spin_skip--;
         return QMTP_OK;
@@ -298,10 +303,13 @@ static int busy_wait(struct qmtp_run *r, int *got)
     start = now_us();
     for (;;) {
         int rc = read_some(r, MSG_DONTWAIT);
+        int64_t spent = now_us() - start;
+
         if (rc != QMTP_OK) {
             return rc;
         }
         if (r->bytes_read != before) {
+            r->spin_left_us -= spent;
             c->spin_misses = 0;
             *got = 1;
             return QMTP_OK;
@@ -311,7 +319,8 @@ static int busy_wait(struct qmtp_run *r, int *got)
         if (rc != QMTP_OK) {
             return rc;
         }
-        if (now_us() - start >= c->spin_us) {
+        if (spent >= r->spin_left_us) {
+            r->spin_left_us = 0;
             break;
         }
     }
@@ -412,6 +421,7 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     c->err = QMTP_OK;
     c->errstr[0] = '\0';
     r.last_progress = qmtp_now_ms();
+    r.spin_left_us = c->spin_us;
     c->busy = 1;
 
     while (c->nslots < r.total) {

@@ -26,6 +26,7 @@ struct qmtp_run {
     uint64_t in_flight;     /* bytes of packages written in full, not yet answered */
     int64_t last_progress;
     uint64_t bytes_read;    /* answer bytes received in this run */
+    int64_t spin_left_us;   /* busy-waiting this run may still do */
     int half_closed;
     int write_status;       /* what stopped the writing, or 0 */
 };

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int passed;
@@ -132,8 +133,10 @@ static void test_encode(void)
     CHECK(qmtp_ns_encoded_size((size_t)-1 - 3, &total) == -1, "encoded size overflow is refused");
 }
 
-/* Microseconds the peer waits before it answers. */
+/* Microseconds the peer waits before it answers, and between the bytes of
+ * its answer (0: all at once). */
 static useconds_t peer_delay_us;
+static useconds_t peer_trickle_us;
 
 /* The peer: reads one package's worth of bytes (expect_len), checks them,
  * then (after peer_delay_us) writes reply (reply_len bytes) and behaves as
@@ -158,7 +161,15 @@ static void serve(int fd, const char *expect, size_t expect_len, const char *rep
     if (peer_delay_us > 0) {
         usleep(peer_delay_us);
     }
-    if (reply_len > 0 && write(fd, reply, reply_len) != (ssize_t)reply_len) {
+    if (peer_trickle_us > 0) {
+        size_t i;
+        for (i = 0; i < reply_len; i++) {
+            if (write(fd, reply + i, 1) != 1) {
+                _exit(4);
+            }
+            usleep(peer_trickle_us);
+        }
+    } else if (reply_len > 0 && write(fd, reply, reply_len) != (ssize_t)reply_len) {
         _exit(4);
     }
     if (wait_for_eof) {
@@ -347,6 +358,25 @@ static void test_busy_wait(void)
           "a hook that asks to stop ends the busy wait: the answer is deferred, the connection closed "
           "(rc %d, %d results, '%s', open %d)", rc, (int)qmtp_result_count(c), qmtp_errstr(c), open_after_run);
     hook_stops = 0;
+
+    /* An answer trickling in byte by byte, each byte well within the
+     * budget: the looks of one run still add up to the budget at most. */
+    {
+        struct timespec t0, t1;
+        double cpu_ms;
+
+        peer_delay_us = 0;
+        peer_trickle_us = 10000;
+        qmtp_set_busy_wait(c, 20000);
+        package(c, "test\n", 1);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+        rc = run_against(c, pkg1, "3:Kok,", 6, 0, &st);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+        cpu_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        CHECK(rc == 0 && result_is(c, 0, 'K', "ok", 1, 0), "a trickled answer is taken: rc %d", rc);
+        CHECK(cpu_ms < 40, "busy-waiting for it took %.1f ms of CPU, not the 50 ms it trickled for", cpu_ms);
+        peer_trickle_us = 0;
+    }
 
     /* 0: never. */
     qmtp_set_busy_wait(c, 0);

@@ -609,7 +609,8 @@ a longer one is treated as a protocol violation.
 
 Seconds (default 0.00005, i.e. 50 microseconds; at most 0.01; 0 turns it
 off) to keep looking for the server's answers without sleeping, once a
-message is written, before sleeping until they come. A server on the same
+message is written, before sleeping until they come: in all, however the
+answers trickle in. A server on the same
 machine answers sooner than a sleeping process can be woken (on a virtual
 machine each wakeup costs tens of microseconds), so this makes C<send()> to
 such a server two to three times as fast, for about a quarter more CPU time
