@@ -909,6 +909,12 @@ sender" (or recipient, message) instead of corrupting the lengths.
 =item * A message leaves in one write with TCP_NODELAY, so a reused
 connection does not stall 40 ms per message; files are streamed.
 
+=item * After writing a message, C<send()> looks for the answer without
+sleeping for up to 50 microseconds (C<BusyWait>) before it sleeps.
+
+=item * Signal handlers run while C<send()> waits; one that changes the
+message being sent dies (see L</SIGNALS>).
+
 =item * Unknown constructor options warn; invalid values die.
 
 =item * C<LocalAddr>, lists of servers tried in turn, and Unix-domain
