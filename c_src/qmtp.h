@@ -38,8 +38,9 @@ typedef enum qmtp_status {
 /* Called when a wait is interrupted by a signal (EINTR), and between looks
  * while busy-waiting (see qmtp_set_busy_wait), so that the caller can run
  * its pending signal handlers; it must be cheap when none is pending.
- * Return 0 to go on waiting, nonzero to stop (QMTP_E_INTR). The hook may also leave by longjmp (a Perl die): the
- * client notices at its next call, and closes the connection it was using. */
+ * Return 0 to go on waiting, nonzero to stop (QMTP_E_INTR). The hook may
+ * also leave by longjmp (a Perl die): the client notices at its next call,
+ * and closes the connection it was using. */
 typedef int (*qmtp_interrupt_fn)(void *ctx);
 
 /* Called by qmtp_run_overlapped once every package is written, while the

@@ -58,7 +58,7 @@ struct qmtp_client {
     int64_t stall_ms;
     size_t max_response;
     enum qmtp_mode mode;    /* of the server at host/port */
-    int64_t spin_us;        /* busy-wait budget per wait for answers, or 0 */
+    int64_t spin_us;        /* busy-wait budget of a run, or 0 */
     unsigned spin_misses;   /* busy-waits in a row that found nothing */
     unsigned spin_skip;     /* waits left that sleep at once */
 
@@ -99,8 +99,9 @@ void qmtp_recover(qmtp_client *c);
 /* Called on EINTR: 0 to go on, else the status to stop with. */
 int qmtp_interrupted(qmtp_client *c);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds, and in microseconds. */
 int64_t qmtp_now_ms(void);
+int64_t qmtp_now_us(void);
 
 /* Records an error (errno-free when sys_errno is 0) and returns status. */
 int qmtp_fail(qmtp_client *c, int status, int sys_errno, const char *fmt, ...)

@@ -19,12 +19,17 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t qmtp_now_ms(void)
+int64_t qmtp_now_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t qmtp_now_ms(void)
+{
+    return qmtp_now_us() / 1000;
 }
 
 static char *copy_string(const char *s)

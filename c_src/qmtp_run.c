@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
@@ -270,14 +269,6 @@ static int finish_failed(struct qmtp_run *r, int status)
     return first_bad;
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* A fast server answers within microseconds, sooner than the two wakeups
  * a sleep in poll(2) costs (tens of microseconds on a virtual machine), so
  * look for the answers without sleeping for up to spin_us first. Each miss
@@ -300,10 +291,10 @@ static int busy_wait(struct qmtp_run *r, int *got)
         c->spin_skip--;
         return QMTP_OK;
     }
-    start = now_us();
+    start = qmtp_now_us();
     for (;;) {
         int rc = read_some(r, MSG_DONTWAIT);
-        int64_t spent = now_us() - start;
+        int64_t spent = qmtp_now_us() - start;
 
         if (rc != QMTP_OK) {
             return rc;
@@ -446,7 +437,7 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
         }
         /* Only for the answers of the last package written: while earlier
          * ones are due, a sleep lets them pile up, to be read in one go. */
-        if (c->spin_us > 0 && r.apkg + 1 == r.pkgs_written && !qmtp_wants_write(&r)) {
+        if (r.apkg + 1 == r.pkgs_written && !qmtp_wants_write(&r)) {
             int got;
 
             rc = busy_wait(&r, &got);
