@@ -103,7 +103,7 @@ static void let_go(pTHX_ void *p)
  * the caller's signal handlers may run: until the enclosing LEAVE, the
  * message is kept alive and read-only, so that a handler that tries to
  * change it in place (which would free or move the buffer being written)
- * dies instead. Call after fill_package: it may downgrade the string. */
+ * dies instead. */
 static void hold_still(pTHX_ SV *message)
 {
     if (SvREADONLY(message)) {
@@ -115,7 +115,7 @@ static void hold_still(pTHX_ SV *message)
 }
 
 /* Lays out one package in the client. The message's bytes are borrowed
- * until qmtp_run returns: see hold_still. */
+ * until qmtp_run returns, and held still until the caller's LEAVE. */
 static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcpts, SV *message, SV *file)
 {
     STRLEN len;
@@ -137,7 +137,8 @@ static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcp
     if (rc == QMTP_OK && SvOK(file)) {
         rc = qmtp_pkg_file(c, bytes_of(aTHX_ file, "file name", &len));
     } else if (rc == QMTP_OK) {
-        p = bytes_of(aTHX_ message, "message", &len);
+        p = bytes_of(aTHX_ message, "message", &len); /* may downgrade it */
+        hold_still(aTHX_ message);
         rc = qmtp_pkg_body(c, p, len);
     }
     return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
@@ -329,11 +330,25 @@ static int is_job_key(const char *key, I32 len)
     return 0;
 }
 
-/* 1 if the string can go out as bytes (no character above 0xFF); the
- * caller's scalar is left as it is. */
+/* 1 if the string can go out as bytes (no character above 0xFF). Read in
+ * place, neither changed nor copied (a message may be large): in UTF-8, a
+ * character above 0xFF starts with a byte above 0xC3. */
 static int fits_bytes(pTHX_ SV *sv)
 {
-    return !SvUTF8(sv) || sv_utf8_downgrade(sv_mortalcopy(sv), TRUE);
+    STRLEN len;
+    const U8 *p;
+    STRLEN i;
+
+    if (!SvUTF8(sv)) {
+        return 1;
+    }
+    p = (const U8 *)SvPV_const(sv, len);
+    for (i = 0; i < len; i++) {
+        if (p[i] > 0xC3) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
@@ -434,16 +449,10 @@ static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs, char default_enc)
     for (i = 0; i < njobs; i++) {
         AV *rcpts = job_rcpts(aTHX_ jobs, i);
         HV *job = job_at(aTHX_ jobs, i);
-        SV *message = hash_field(aTHX_ job, "message");
-        SV *file = hash_field(aTHX_ job, "file");
-        int rc;
+        int rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
+                              rcpts, hash_field(aTHX_ job, "message"), hash_field(aTHX_ job, "file"));
 
-        rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
-                          rcpts, message, file);
         if (rc == QMTP_OK) {
-            if (!SvOK(file)) {
-                hold_still(aTHX_ message); /* until _send_many's LEAVE */
-            }
             av_push(built, newSViv(npkg++));
         } else {
             AV *why = newAV();
@@ -513,6 +522,12 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *f
     return out;
 }
 
+/* An open connection may start no new package once this old (SessionLimit). */
+static int past_session_limit(const qmtp_client *c, NV limit_s)
+{
+    return (NV)qmtp_age_ms(c) >= limit_s * 1000;
+}
+
 /* $hv->{key} = value, in place. */
 static void set_field(pTHX_ HV *hv, const char *key, SV *value)
 {
@@ -544,9 +559,6 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     ENTER;
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
-        if (!SvOK(file)) {
-            hold_still(aTHX_ message);
-        }
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
     LEAVE;
@@ -713,7 +725,7 @@ _send_usual(self)
         !SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0 ||
         !SvOK(message) || SvTRUE(hash_field(aTHX_ fields, "MSGFILE")) ||
         !SvTRUE(enc) || !SvTRUE(hash_field(aTHX_ fields, "QMTP_WANTED")) ||
-        !qmtp_is_open(c) || !SvOK(limit) || (NV)qmtp_age_ms(c) >= SvNV(limit) * 1000) {
+        !qmtp_is_open(c) || !SvOK(limit) || past_session_limit(c, SvNV(limit))) {
         XSRETURN_EMPTY;
     }
     /* As send() does on the long way (see there), assigning in place as
@@ -811,7 +823,7 @@ _not_ready(c, session_limit)
      * comes back "not begun", to be sent on a new connection. */
     if (!qmtp_is_open(c)) {
         RETVAL = newSVpvs("the previous connection was closed");
-    } else if ((NV)qmtp_age_ms(c) >= session_limit * 1000) {
+    } else if (past_session_limit(c, session_limit)) {
         RETVAL = newSVpvf("the connection is older than the session limit of %" NVgf " s", session_limit);
     } else {
         RETVAL = &PL_sv_undef;
