@@ -74,9 +74,8 @@ sub new {
         $self->{QMTP_MAXRESP} = $args{MaxResponse};
     }
     if (defined $args{BusyWait}) {
-        no warnings 'numeric';
         my $v = $args{BusyWait};
-        $v =~ /\A\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\z/ && $v <= 0.01
+        _is_seconds($v) && $v <= 0.01
             or croak "BusyWait must be a number of seconds from 0 to 0.01, not '$v'";
         $self->{QMTP_BUSYWAIT} = $v + 0;
     }
@@ -115,12 +114,15 @@ sub _check_port {
     croak "Port must be a number from 1 to 65535 or a service name, not '$port'";
 }
 
+# A plain non-negative number: 2, 0.5, .25, 1e-3 (no sign, no "inf").
+sub _is_seconds {
+    my ($value) = @_;
+    return defined $value && $value =~ /\A\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\z/;
+}
+
 sub _seconds {
     my ($name, $value) = @_;
-    no warnings 'numeric';
-    return $value + 0
-        if defined $value && $value =~ /\A\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*\z/
-        && $value > 0;
+    return $value + 0 if _is_seconds($value) && $value > 0;
     croak "$name must be a positive number of seconds, not '" . (defined $value ? $value : 'undef') . "'";
 }
 
@@ -610,14 +612,13 @@ a longer one is treated as a protocol violation.
 Seconds (default 0.00005, i.e. 50 microseconds; at most 0.01; 0 turns it
 off) to keep looking for the server's answers without sleeping, once a
 message is written, before sleeping until they come: in all, however the
-answers trickle in. A server on the same
-machine answers sooner than a sleeping process can be woken (on a virtual
-machine each wakeup costs tens of microseconds), so this makes C<send()> to
-such a server two to three times as fast, for about a quarter more CPU time
-per message.
-A look that finds nothing makes the next ones rarer (after I<k> misses in a
-row the next 2^I<k> waits, up to 64, sleep at once), so a slow or distant
-server costs next to nothing. Signal handlers run during the look as they
+answers trickle in. A server on the same machine answers sooner than a
+sleeping process can be woken (on a virtual machine each wakeup costs tens
+of microseconds), so this makes C<send()> to such a server two to three
+times as fast, for about a quarter more CPU time per message. A look that
+finds nothing makes the next ones rarer (after I<k> misses in a row the
+next 2^I<k> waits, up to 64, sleep at once), so a slow or distant server
+costs next to nothing. Signal handlers run during the look as they
 do during a sleep.
 
 =item LocalAddr
