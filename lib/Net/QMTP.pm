@@ -962,47 +962,55 @@ same messages to mailfront's SMTP front end, the alternative a Perl user
 would otherwise pick; from 1 KiB to 100 MiB, to a C sink server and to
 real mailfront. Servers run on one CPU and clients on another, so every
 round trip crosses between them. See F<bench/README>. Figures from one run
-on a 2-core virtual machine shared with other work (they vary by 5 to 10%
-between runs; the ratios on a row are what to compare):
+on a 2-core virtual machine shared with other work (they vary by 10 to 20%
+between runs, and C<send_many()> with ten recipients by more; the ratios on
+a row are what to compare):
 
  C sink, 1 KiB                       msg/s   vs C client  vs C busy  vs Net::SMTP
- 1 recipient   C client              15430
-               C client, busy-wait   48040      3.11x
-               send()                40616      2.63x       0.85x       1787x
-               send(), BusyWait 0    13636      0.88x
-               send_many()          329833      21.4x                  14515x
- 10 recipients C client              15866
-               C client, busy-wait   47077      2.97x
-               send()                29825      1.88x       0.63x       1313x
-               send(), BusyWait 0    14964      0.94x
+ 1 recipient   C client              14771
+               C client, busy-wait   47410      3.21x
+               send()                34257      2.32x       0.72x       1507x
+               send(), BusyWait 0    12676      0.86x
+               C client, pipelined  146086      9.89x
+               send_many()          319408      21.6x                  14054x
+ 10 recipients C client              17187
+               C client, busy-wait   48010      2.79x
+               send()                29167      1.70x       0.61x       1283x
+               send(), BusyWait 0    14572      0.85x
+               C client, pipelined  128474      7.48x
+               send_many()           48791      2.84x                   2147x
 
  C sink, 1 recipient                 msg/s   vs C client            vs Net::SMTP
- 1 MiB         send()                 3934      1.04x                     54x
- 100 MiB       send()                 37.4      1.13x                     67x  (3.9 GB/s)
-               send(), from a file    29.6      0.90x                     53x  (3.1 GB/s)
+ 1 MiB         send()                 3955      1.18x                     54x
+ 100 MiB       send()                 34.9      1.04x                     55x  (3.7 GB/s)
+               send(), from a file    27.7      0.82x                     44x  (2.9 GB/s)
 
- mailfront, 1 KiB, 1 recipient: C client 6387, send() 6040 (0.95x),
- send(), BusyWait 0 5956 (0.93x), send_many() 10227 (1.60x)
+ mailfront, 1 KiB, 1 recipient: C client 6747, send() 6194 (0.92x),
+ send(), BusyWait 0 6346 (0.94x), send_many() 10313 (1.53x)
 
- peak RSS sending one 100 MiB message: 15.4 MiB from a file,
- 115.4 MiB from a scalar (the message itself plus 15.4), 628 MiB with Net::SMTP
+ peak RSS sending one 100 MiB message: 15.5 MiB from a file,
+ 115.5 MiB from a scalar (the message itself plus 15.5), 628 MiB with Net::SMTP
 
  200 messages of 1 KiB over a link with 5 ms round trips:
- send() 1.11 s (222 round trips), send_many() 0.007 s (1.5), Net::SMTP 13.0 s
+ send() 1.08 s (215 round trips), send_many() 0.006 s (1.3), Net::SMTP 12.8 s
 
 C<send()> waits for each answer, so at small sizes its rate is the round
 trip's. On this machine most of a round trip to the C sink is spent waking
 the two processes; by looking for the answer for up to 50 microseconds
-before sleeping, C<send()> avoids one of the two wakeups and sends about
-2.6 times the messages of the C client that sleeps, and 0.85 (one
-recipient) or 0.63 (ten) of the C client that looks the same way: what
-remains is the Perl call and its result hash, and on this machine each
-microsecond between an answer and the next message costs about two,
-because the server has gone back to sleep meanwhile. Against mailfront,
-which takes a few hundred microseconds per message, looking finds nothing
-and soon stops; the clients are then within 10% of each other.
-C<send_many()> does not wait, and outruns the pipelined C client, which
-writes each package with a system call of its own.
+before sleeping, C<send()> avoids one of the two wakeups and sends 2.3
+(one recipient) or 1.7 (ten) times the messages of the C client that
+sleeps, and 0.72 or 0.61 of the C client that looks the same way. What remains is
+the Perl call, its result hash and the caller's look at each answer (the
+benchmark checks every answer in Perl, as the C client checks its own in
+C); on this machine each microsecond between an answer and the next
+message costs about two, because the server has gone back to sleep
+meanwhile. Against mailfront, which takes a few hundred microseconds per
+message, looking finds nothing and soon stops; the clients are then within
+10% of each other. C<send_many()> does not wait: with one recipient it
+outruns the pipelined C client, which writes each package with a system
+call of its own; with ten, making and freeing the Perl values of the
+results (ten entries in each result hash and ten hashes in each
+C<responses> list) takes most of its time.
 
 Net::QMTP 0.06 managed about 23 messages per second on a reused connection
 (a 40 ms Nagle stall per message) and held a 100 MiB message several times
