@@ -352,6 +352,15 @@ static int fits_bytes(pTHX_ SV *sv)
 }
 
 /* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
+/* 'unix' or 'dos', exactly (a NUL byte does not end a Perl string). */
+static int is_encoding_name(pTHX_ SV *enc)
+{
+    STRLEN len;
+    const char *p = SvPV(enc, len);
+
+    return (len == 4 && memEQ(p, "unix", 4)) || (len == 3 && memEQ(p, "dos", 3));
+}
+
 static SV *job_problem(pTHX_ SV *job_sv, IV n)
 {
     HV *job;
@@ -388,7 +397,7 @@ static SV *job_problem(pTHX_ SV *job_sv, IV n)
         return sv_2mortal(newSVpvf("send_many: job %" IVdf ": give exactly one of message and file", n));
     }
     enc = hash_field(aTHX_ job, "encoding");
-    if (SvOK(enc) && strNE(SvPV_nolen(enc), "unix") && strNE(SvPV_nolen(enc), "dos")) {
+    if (SvOK(enc) && !is_encoding_name(aTHX_ enc)) {
         return sv_2mortal(newSVpvf("send_many: job %" IVdf ": Unknown encoding: '%" SVf "'", n, SVfARG(enc)));
     }
     for (i = 0; i <= av_len((AV *)SvRV(rcpts)); i++) {

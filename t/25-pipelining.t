@@ -879,6 +879,8 @@ case 'malformed jobs die before anything is sent' => 60 => sub {
 		['neither message nor file', { sender => 's', recipients => ['r'] }, qr/exactly one of message and file/],
 		['undefined message, no file', { %g, message => undef }, qr/exactly one of message and file/],
 		['bad encoding', { %g, encoding => 'mac' }, qr/Unknown encoding: 'mac'/],
+		['an encoding with a NUL byte after it', { %g, encoding => "unix\0junk" }, qr/Unknown encoding: 'unix\0junk'/],
+		['an encoding ending in a NUL byte', { %g, encoding => "dos\0" }, qr/Unknown encoding: 'dos\0'/],
 		['wide character in sender', { %g, sender => "s\x{263a}\@in" }, qr/Wide character in sender/],
 		['wide character in recipient', { %g, recipients => [ 'r@in', "\x{263a}\@in" ] },
 			qr/Wide character in recipient/],
