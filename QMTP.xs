@@ -10,27 +10,78 @@
 
 #include "qmtp.h"
 
+/* Beside each C client, what the glue needs during a send: whether one is
+ * under way (a signal handler may not use the object meanwhile), and which
+ * message buffers the core is writing from (see hold_still). It is the
+ * client's interrupt-hook context, and is freed with the client. */
+struct glue {
+#ifdef PERL_IMPLICIT_CONTEXT
+    PerlInterpreter *perl;
+#endif
+    int sending;
+    SV *held; /* during a send: a mortal buffer of struct held, else NULL */
+};
+
+struct held {
+    SV *sv;
+    const char *pv;
+    STRLEN len;
+};
+
+static struct glue *glue_of(const qmtp_client *c)
+{
+    return (struct glue *)qmtp_interrupt_ctx(c);
+}
+
 /* The C client rides on the object's hash as ext magic, so the object
  * stays a plain blessed hash that subclasses can extend. */
 static int client_free(pTHX_ SV *sv, MAGIC *mg)
 {
+    qmtp_client *c = (qmtp_client *)mg->mg_ptr;
+
     PERL_UNUSED_ARG(sv);
-    qmtp_free((qmtp_client *)mg->mg_ptr);
+    if (c != NULL) {
+        Safefree(glue_of(c));
+        qmtp_free(c);
+    }
     mg->mg_ptr = NULL;
+    return 0;
+}
+
+/* Perl lets utf8::upgrade() reallocate a read-only string, so a handler
+ * can still move a held message: true if one has moved or changed size. */
+static int held_moved(pTHX_ const struct glue *g)
+{
+    const struct held *h = (const struct held *)SvPVX(g->held);
+    size_t n = SvCUR(g->held) / sizeof *h;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!SvPOK(h[i].sv) || SvPVX(h[i].sv) != h[i].pv || SvCUR(h[i].sv) != h[i].len) {
+            return 1;
+        }
+    }
     return 0;
 }
 
 /* Lets the caller's signal handlers run while the core waits, as perl's
  * own I/O does: a handler that dies (alarm with die) ends the send, and
- * the core closes the connection it was using at its next call. */
+ * the core closes the connection it was using at its next call. One that
+ * moved a message the core is writing from ends it the same way, before
+ * another byte is read from the old buffer. */
 static int run_signal_handlers(void *ctx)
 {
+    struct glue *g = (struct glue *)ctx;
 #ifdef PERL_IMPLICIT_CONTEXT
-    dTHXa((PerlInterpreter *)ctx);
-#else
-    PERL_UNUSED_ARG(ctx);
+    dTHXa(g->perl);
 #endif
+    int pending = PL_sig_pending;
+
     PERL_ASYNC_CHECK();
+    if (pending && g->held != NULL && held_moved(aTHX_ g)) {
+        croak("Net::QMTP: a signal handler changed a message while it was being sent; "
+              "the connection is closed before the rest goes out");
+    }
     return 0;
 }
 
@@ -47,12 +98,19 @@ static qmtp_client *find_client(pTHX_ SV *sv)
     return mg != NULL ? (qmtp_client *)mg->mg_ptr : NULL;
 }
 
-static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func)
+/* The one checked way from an object to its client. Unless only reading,
+ * the object must not be in the middle of a send: a signal handler that
+ * used it then would close or reuse what the send is working with. */
+static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func, int reading)
 {
     qmtp_client *c = find_client(aTHX_ sv);
 
     if (c == NULL) {
         croak("%s: not a Net::QMTP object", func);
+    }
+    if (!reading && glue_of(c)->sending) {
+        croak("Net::QMTP: this object is in the middle of a send; "
+              "a signal handler cannot use it until the send returns");
     }
     return c;
 }
@@ -103,15 +161,46 @@ static void let_go(pTHX_ void *p)
  * the caller's signal handlers may run: until the enclosing LEAVE, the
  * message is kept alive and read-only, so that a handler that tries to
  * change it in place (which would free or move the buffer being written)
- * dies instead. */
-static void hold_still(pTHX_ SV *message)
+ * dies instead; and where it is, is noted for run_signal_handlers to check
+ * (a read-only string can still be upgraded to UTF-8). */
+static void hold_still(pTHX_ qmtp_client *c, SV *message, const char *pv, STRLEN len)
 {
+    struct glue *g = glue_of(c);
+    struct held h;
+
+    /* Bytes not in the message's own buffer (an object's string form) are
+     * in a temporary that no handler can reach. */
+    if (g->held != NULL && SvPOK(message) && SvPVX(message) == pv) {
+        h.sv = message;
+        h.pv = pv;
+        h.len = len;
+        sv_catpvn(g->held, (const char *)&h, sizeof h);
+    }
     if (SvREADONLY(message)) {
         sv_2mortal(SvREFCNT_inc_simple_NN(message)); /* only to keep it alive */
         return;
     }
     SvREADONLY_on(message);
     SAVEDESTRUCTOR_X(let_go, SvREFCNT_inc_simple_NN(message));
+}
+
+/* A qmtp_written_fn: every package is written, so no message buffer is
+ * read from here on. */
+static void let_messages_change(void *ctx)
+{
+    ((struct glue *)ctx)->held = NULL;
+}
+
+/* Marks c as sending until the enclosing LEAVE, however that comes: its
+ * messages are held from here, and a signal handler may not use it. */
+static void begin_sending(pTHX_ qmtp_client *c)
+{
+    struct glue *g = glue_of(c);
+
+    SAVEINT(g->sending);
+    SAVEVPTR(g->held);
+    g->sending = 1;
+    g->held = sv_2mortal(newSVpvs(""));
 }
 
 /* Lays out one package in the client. The message's bytes are borrowed
@@ -138,7 +227,7 @@ static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcp
         rc = qmtp_pkg_file(c, bytes_of(aTHX_ file, "file name", &len));
     } else if (rc == QMTP_OK) {
         p = bytes_of(aTHX_ message, "message", &len); /* may downgrade it */
-        hold_still(aTHX_ message);
+        hold_still(aTHX_ c, message, p, len);
         rc = qmtp_pkg_body(c, p, len);
     }
     return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
@@ -185,6 +274,7 @@ struct result_build {
     HV *hv;      /* mortal until returned; NULL until made */
     SV **values; /* recipient i's value in hv (NULL: no entry), in a mortal buffer */
     SV *last;    /* where the object keeps the last result, or NULL */
+    struct glue *glue;
 };
 
 static void result_build_init(pTHX_ struct result_build *b, AV *rcpts, size_t first, size_t n)
@@ -198,6 +288,7 @@ static void result_build_init(pTHX_ struct result_build *b, AV *rcpts, size_t fi
     b->hv = NULL;
     b->values = NULL;
     b->last = NULL;
+    b->glue = NULL;
 }
 
 /* Room for a typical answer ("success: ok 1700000000 qp 12345"), made
@@ -240,6 +331,9 @@ static void make_entries_now(void *ctx)
 #ifdef PERL_IMPLICIT_CONTEXT
     dTHXa(b->perl);
 #endif
+    if (b->glue != NULL) {
+        b->glue->held = NULL; /* written: a handler may change it now */
+    }
     if (b->last != NULL && SvOK(b->last)) {
         sv_setsv(b->last, &PL_sv_undef);
     }
@@ -566,6 +660,8 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
         b.last = sv_2mortal(SvREFCNT_inc_simple_NN(last));
     }
     ENTER;
+    begin_sending(aTHX_ c);
+    b.glue = glue_of(c);
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
@@ -578,6 +674,10 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     return rc;
 }
 
+/* A client only read from (see sv_to_client): its typemap entry lets a
+ * signal handler look at an object in the middle of a send. */
+typedef qmtp_client qmtp_reader;
+
 MODULE = Net::QMTP    PACKAGE = Net::QMTP    PREFIX = xs_
 
 PROTOTYPES: DISABLE
@@ -587,6 +687,7 @@ _attach(self)
     SV *self
   PREINIT:
     qmtp_client *c;
+    struct glue *g;
   CODE:
     if (!SvROK(self) || SvTYPE(SvRV(self)) != SVt_PVHV || find_client(aTHX_ self) != NULL) {
         croak("Net::QMTP::_attach: needs a new Net::QMTP hash");
@@ -595,12 +696,12 @@ _attach(self)
     if (c == NULL) {
         croak("Net::QMTP: out of memory");
     }
-    sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &client_vtbl, (const char *)c, 0);
+    Newxz(g, 1, struct glue);
 #ifdef PERL_IMPLICIT_CONTEXT
-    qmtp_set_interrupt_hook(c, run_signal_handlers, aTHX);
-#else
-    qmtp_set_interrupt_hook(c, run_signal_handlers, NULL);
+    g->perl = aTHX;
 #endif
+    qmtp_set_interrupt_hook(c, run_signal_handlers, g);
+    sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &client_vtbl, (const char *)c, 0);
 
 void
 _configure(c, connect_s, io_s, stall_s, max_response, busy_wait_s)
@@ -672,7 +773,7 @@ _idle_check(c)
 
 const char *
 _peer(c)
-    qmtp_client *c
+    qmtp_reader *c
   CODE:
     RETVAL = qmtp_peer(c);
   OUTPUT:
@@ -680,7 +781,7 @@ _peer(c)
 
 void
 _error(c)
-    qmtp_client *c
+    qmtp_reader *c
   PPCODE:
     EXTEND(SP, 3);
     mPUSHi(qmtp_err(c));
@@ -723,7 +824,7 @@ _send_usual(self)
     /* send()'s usual case in one call: a message in memory, no Debug, and
      * an open connection within the session limit. Anything else returns
      * nothing, having changed nothing, and send() takes the long way. */
-    c = sv_to_client(aTHX_ self, "Net::QMTP::send");
+    c = sv_to_client(aTHX_ self, "Net::QMTP::send", 0);
     fields = (HV *)SvRV(self);
     sender = hash_field(aTHX_ fields, "SENDER");
     rcpts = hash_field(aTHX_ fields, "RECIPIENTS");
@@ -785,8 +886,9 @@ _send_many(c, jobs, default_enc)
      * run's status, the results in send_many's form, and [index, status]
      * of the jobs not answered in full. */
     ENTER;
+    begin_sending(aTHX_ c);
     built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
-    rc = qmtp_pkg_count(c) > 0 ? qmtp_run(c) : QMTP_OK;
+    rc = qmtp_pkg_count(c) > 0 ? qmtp_run_overlapped(c, let_messages_change, glue_of(c)) : QMTP_OK;
     LEAVE;
     failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
@@ -796,7 +898,7 @@ _send_many(c, jobs, default_enc)
 
 int
 _server_mode(c)
-    qmtp_client *c
+    qmtp_reader *c
   CODE:
     RETVAL = qmtp_server_mode(c);
   OUTPUT:
@@ -804,7 +906,7 @@ _server_mode(c)
 
 void
 _results(c)
-    qmtp_client *c
+    qmtp_reader *c
   PREINIT:
     size_t i;
     size_t n;

@@ -73,6 +73,11 @@ void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx)
     c->interrupt_ctx = ctx;
 }
 
+void *qmtp_interrupt_ctx(const qmtp_client *c)
+{
+    return c->interrupt_ctx;
+}
+
 void qmtp_set_max_response(qmtp_client *c, size_t max)
 {
     c->max_response = max > 999999999 ? 999999999 : max;

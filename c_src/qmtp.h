@@ -85,6 +85,10 @@ void qmtp_set_busy_wait(qmtp_client *c, int64_t usec);
  * passed through untouched. */
 void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx);
 
+/* The ctx given to qmtp_set_interrupt_hook (NULL if none): the caller's
+ * own state beside the client, owned by the caller. */
+void *qmtp_interrupt_ctx(const qmtp_client *c);
+
 /* Largest response netstring payload accepted (default 65536, at most
  * 999999999). A longer one is a protocol violation. */
 void qmtp_set_max_response(qmtp_client *c, size_t max);

@@ -210,4 +210,92 @@ SKIP: {
     is(length $jobs[0]{message}, 8_000_004, '... and the message can be changed afterwards');
 }
 
+# Perl lets utf8::upgrade() reallocate a read-only string. A handler that
+# upgrades a message while it is being written moves the bytes the client
+# was writing from: the send dies before another byte goes out from the
+# old buffer, and the server never gets a whole package.
+{
+    my $srv = Test::QMTPServer->new(rcvbuf => 16384, script => sub {
+        my ($conn) = @_;
+        $conn->sleep(0.5);
+        while ($conn->read_package) {
+            $conn->answer_all('K', 'ok');
+        }
+    });
+    my $size = 8_000_000;
+    my $whole = length(($size + 1) . ":\n") + $size + length(',1:s,4:1:r,,');
+    my $q = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    $q->sender('s');
+    $q->recipient('r');
+    $q->message("\xe9" x $size);
+    my $res = eval {
+        local $SIG{USR1} = sub { utf8::upgrade($q->{MESSAGE}) };
+        my $pid = shower_with_signals(1, 0, 0.2);
+        my $r = $q->send;
+        waitpid $pid, 0;
+        $r;
+    };
+    like($@, qr/^Net::QMTP: a signal handler changed a message while it was being sent; the connection is closed before the rest goes out at /,
+        'a handler that upgrades the message being sent makes send() die saying why');
+    ok(utf8::is_utf8($q->message) && length $q->message == $size, '... the handler did upgrade it');
+    is_deeply($q->send, { r => 'success: ok' }, '... the next send() works');
+    cmp_ok(length $srv->received(0), '<', $whole, '... the first connection never got a whole package');
+    ok($srv->received(1) eq ($size + 1) . ":\n" . ("\xe9" x $size) . ',1:s,4:1:r,,', '... the next one got the same bytes in full');
+
+    my @jobs = ({ sender => 's', recipients => ['r'], message => "\xe9" x $size });
+    my $q2 = Net::QMTP->new($srv->host, Port => $srv->port, Timeout => 10) or die $@;
+    $res = eval {
+        local $SIG{USR1} = sub { utf8::upgrade($jobs[0]{message}) };
+        my $pid = shower_with_signals(1, 0, 0.2);
+        my $r = $q2->send_many(@jobs);
+        waitpid $pid, 0;
+        $r;
+    };
+    like($@, qr/^Net::QMTP: a signal handler changed a message while it was being sent/,
+        '... and so does a handler that upgrades a send_many() job\'s message');
+    cmp_ok(length $srv->received(2), '<', $whole, '... which never went out whole');
+}
+
+# A handler that uses the object for something that would close or reuse
+# its connection while a send is under way dies; one that only looks at
+# the object may.
+{
+    my $srv = Test::QMTPServer->new(script => sub {
+        my ($conn) = @_;
+        while ($conn->read_package) {
+            $conn->sleep(0.3);
+            $conn->answer_all('K', 'ok');
+        }
+    });
+    my $q = client_with_message($srv, 10);
+    my @jobs = map { { sender => 's', recipients => ['r'], message => "m$_" } } 1 .. 3;
+    my ($looked, $sent);
+    my $res = eval {
+        local $SIG{USR1} = sub {
+            $looked = defined($q->error) ? 'error' : 'no error';
+            $q->responses;
+            $sent = $q->send;
+        };
+        my $pid = shower_with_signals(1, 0, 0.1);
+        my $r = $q->send_many(@jobs);
+        waitpid $pid, 0;
+        $r;
+    };
+    like($@, qr/^Net::QMTP: this object is in the middle of a send; a signal handler cannot use it until the send returns/,
+        'send() from a handler during send_many() on the same object dies');
+    ok(defined $looked && !defined $sent, '... after error() and responses() worked in that handler');
+    for my $call ([ reconnect => sub { $q->reconnect } ], [ disconnect => sub { $q->disconnect } ]) {
+        my ($name, $code) = @$call;
+        my $err = eval {
+            local $SIG{USR1} = sub { $code->() };
+            my $pid = shower_with_signals(1, 0, 0.1);
+            $q->send;
+            waitpid $pid, 0;
+            1;
+        } ? '' : $@;
+        like($err, qr/in the middle of a send/, "$name() from a handler during send() dies");
+    }
+    is_deeply($q->send, { r => 'success: ok' }, 'afterwards the object sends again');
+}
+
 done_testing;

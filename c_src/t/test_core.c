@@ -315,7 +315,9 @@ static void test_busy_wait(void)
     int rc;
 
     qmtp_set_timeouts(c, 1000, 1000, 100);
-    qmtp_set_interrupt_hook(c, count_hook, NULL);
+    CHECK(qmtp_interrupt_ctx(c) == NULL, "no hook context until one is set");
+    qmtp_set_interrupt_hook(c, count_hook, &hook_calls);
+    CHECK(qmtp_interrupt_ctx(c) == &hook_calls, "the hook context is handed back as given");
     CHECK(c->spin_us == 50, "busy-waits 50 us by default (%ld)", (long)c->spin_us);
 
     /* An answer that comes long after the budget: a miss, then backing off. */

@@ -279,9 +279,9 @@ sub _server_and_port {
 
 sub reconnect {
     my $self = shift;
+    _close($self); # first: it dies in a handler during a send (see SIGNALS)
     $self->{QMTP_ERROR} = undef;
     $self->{QMTP_WANTED} = 0;
-    _close($self);
     my @servers = ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
     my @why;
     for my $server (@servers) {
@@ -947,8 +947,18 @@ out from their own buffers, without a copy, so a handler must not change a
 message while it is being sent: meanwhile the message is read-only, and
 C<message()> or C<new_message()> called from a handler dies saying so (a
 C<send_many()> job's message changed in place dies with Perl's
-"Modification of a read-only value"). A job whose recipients a handler
-takes away makes C<send_many()> die, naming the job.
+"Modification of a read-only value"). Perl still lets C<utf8::upgrade()>
+change a read-only string; a handler that does so to a message not yet
+written in full makes the call die ("a signal handler changed a message
+while it was being sent"), and the connection is closed before the rest
+goes out, so the server never gets a mangled message. A job whose
+recipients a handler takes away makes C<send_many()> die, naming the job.
+
+While a call sends, a handler may look at the object (C<error()>,
+C<responses()>, the accessors), but a handler that calls C<send()>,
+C<send_many()>, C<reconnect()> or C<disconnect()> on it dies ("this object
+is in the middle of a send"): the call under way is still using the
+connection. Other objects can be used as usual.
 
 =head1 PERFORMANCE
 
