@@ -193,7 +193,7 @@ static void let_messages_change(void *ctx)
 
 /* Marks c as sending until the enclosing LEAVE, however that comes: its
  * messages are held from here, and a signal handler may not use it. */
-static void begin_sending(pTHX_ qmtp_client *c)
+static struct glue *begin_sending(pTHX_ qmtp_client *c)
 {
     struct glue *g = glue_of(c);
 
@@ -201,6 +201,7 @@ static void begin_sending(pTHX_ qmtp_client *c)
     SAVEVPTR(g->held);
     g->sending = 1;
     g->held = sv_2mortal(newSVpvs(""));
+    return g;
 }
 
 /* Lays out one package in the client. The message's bytes are borrowed
@@ -332,7 +333,7 @@ static void make_entries_now(void *ctx)
     dTHXa(b->perl);
 #endif
     if (b->glue != NULL) {
-        b->glue->held = NULL; /* written: a handler may change it now */
+        let_messages_change(b->glue);
     }
     if (b->last != NULL && SvOK(b->last)) {
         sv_setsv(b->last, &PL_sv_undef);
@@ -445,7 +446,6 @@ static int fits_bytes(pTHX_ SV *sv)
     return 1;
 }
 
-/* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
 /* 'unix' or 'dos', exactly (a NUL byte does not end a Perl string). */
 static int is_encoding_name(pTHX_ SV *enc)
 {
@@ -455,6 +455,7 @@ static int is_encoding_name(pTHX_ SV *enc)
     return (len == 4 && memEQ(p, "unix", 4)) || (len == 3 && memEQ(p, "dos", 3));
 }
 
+/* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
 static SV *job_problem(pTHX_ SV *job_sv, IV n)
 {
     HV *job;
@@ -660,8 +661,7 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
         b.last = sv_2mortal(SvREFCNT_inc_simple_NN(last));
     }
     ENTER;
-    begin_sending(aTHX_ c);
-    b.glue = glue_of(c);
+    b.glue = begin_sending(aTHX_ c);
     rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
     if (rc == QMTP_OK) {
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
@@ -878,6 +878,7 @@ _send_many(c, jobs, default_enc)
     AV *jobs
     SV *default_enc
   PREINIT:
+    struct glue *g;
     AV *built;
     AV *failed;
     int rc;
@@ -886,9 +887,9 @@ _send_many(c, jobs, default_enc)
      * run's status, the results in send_many's form, and [index, status]
      * of the jobs not answered in full. */
     ENTER;
-    begin_sending(aTHX_ c);
+    g = begin_sending(aTHX_ c);
     built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
-    rc = qmtp_pkg_count(c) > 0 ? qmtp_run_overlapped(c, let_messages_change, glue_of(c)) : QMTP_OK;
+    rc = qmtp_pkg_count(c) > 0 ? qmtp_run_overlapped(c, let_messages_change, g) : QMTP_OK;
     LEAVE;
     failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
