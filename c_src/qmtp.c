@@ -78,6 +78,25 @@ void *qmtp_interrupt_ctx(const qmtp_client *c)
     return c->interrupt_ctx;
 }
 
+int qmtp_set_answers(qmtp_client *c, int how)
+{
+    if (how != QMTP_ANSWERS_AUTO && how != QMTP_ANSWERS_RECIPIENT && how != QMTP_ANSWERS_PACKAGE) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "unknown answering mode %d", how);
+    }
+    c->answers = how;
+    return QMTP_OK;
+}
+
+void qmtp_set_call_limit(qmtp_client *c, int64_t ms)
+{
+    c->call_deadline = ms > 0 ? qmtp_now_ms() + ms : 0;
+}
+
+int64_t qmtp_deadline(const qmtp_client *c, int64_t deadline)
+{
+    return c->call_deadline != 0 && c->call_deadline < deadline ? c->call_deadline : deadline;
+}
+
 void qmtp_set_max_response(qmtp_client *c, size_t max)
 {
     c->max_response = max > 999999999 ? 999999999 : max;
@@ -136,6 +155,12 @@ void qmtp_batch_reset(qmtp_client *c)
     c->texts.len = 0;
 }
 
+void qmtp_unwind(qmtp_client *c)
+{
+    qmtp_recover(c);
+    qmtp_pkgs_close_files(c);
+}
+
 size_t qmtp_result_count(const qmtp_client *c)
 {
     return c->nslots;
@@ -170,6 +195,11 @@ size_t qmtp_pkg_count(const qmtp_client *c)
 int qmtp_pkg_status(const qmtp_client *c, size_t i)
 {
     return i < c->npkgs ? c->pkgs[i].status : QMTP_E_ARG;
+}
+
+const char *qmtp_pkg_error(const qmtp_client *c, size_t i)
+{
+    return i < c->npkgs && c->pkgs[i].error != NULL ? c->pkgs[i].error : "";
 }
 
 size_t qmtp_pkg_first_result(const qmtp_client *c, size_t i)

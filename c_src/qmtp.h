@@ -7,7 +7,25 @@
  *
  * Sending is batch shaped so that pipelining (§2) and a single send() share
  * one engine: describe packages with qmtp_pkg_*, then qmtp_run writes them
- * and reads the answers in one poll loop. */
+ * and reads the answers in one poll loop.
+ *
+ * What a run guarantees, whatever the server does (each enforced in one
+ * place, named here):
+ *  1. A recipient is 'K' only when a K arrived on the same connection that
+ *     belongs to that recipient's own package with certainty: one answer
+ *     stands for several recipients only when this connection showed that
+ *     the server answers once per package, or the caller declared it
+ *     (qmtp_set_answers). Answers that do not fit are deferrals.
+ *     [qmtp_run.c: take_answer, settle]
+ *  2. The server receives exactly the bytes given for a package, or the
+ *     connection is closed before its last byte (a file that changed size
+ *     aborts its package). [qmtp_write.c: advance, check_file_end]
+ *  3. Every wait ends at a deadline on the monotonic clock: Timeout of
+ *     inactivity, the call limit (qmtp_set_call_limit), the connect timeout
+ *     (name resolution included where the platform allows).
+ *     [qmtp_net.c, qmtp_run.c: wait_ready]
+ *  4. Nothing given is changed: sender and recipients are copied, bodies
+ *     only read. */
 #ifndef QMTP_H
 #define QMTP_H
 
@@ -32,8 +50,17 @@ typedef enum qmtp_status {
     QMTP_E_ARG = -10,    /* bad argument (e.g. encoding byte) */
     QMTP_E_FILE = -11,   /* message file unusable, or changed while being sent */
     QMTP_E_INTR = -12,   /* the interrupt hook asked to stop */
-    QMTP_E_NOTSENT = -13 /* a package not begun: the connection ended before */
+    QMTP_E_NOTSENT = -13, /* a package not begun: the connection ended before */
+    QMTP_E_ANSWERS = -14  /* the server's answers did not match its packages */
 } qmtp_status;
+
+/* How the server answers a package with several recipients. QMTP says
+ * once per recipient; mailfront answers once per package. */
+typedef enum qmtp_answers {
+    QMTP_ANSWERS_AUTO = 0,      /* learn it on each connection (see qmtp_run) */
+    QMTP_ANSWERS_RECIPIENT = 1, /* declared: once per recipient, strictly */
+    QMTP_ANSWERS_PACKAGE = 2    /* declared: once per package */
+} qmtp_answers;
 
 /* Called when a wait is interrupted by a signal (EINTR), and between looks
  * while busy-waiting (see qmtp_set_busy_wait), so that the caller can run
@@ -89,8 +116,21 @@ void qmtp_set_interrupt_hook(qmtp_client *c, qmtp_interrupt_fn fn, void *ctx);
  * own state beside the client, owned by the caller. */
 void *qmtp_interrupt_ctx(const qmtp_client *c);
 
+/* Declares how the server answers (default QMTP_ANSWERS_AUTO); QMTP_E_ARG
+ * for anything else. A declaration is trusted: answers are attributed by
+ * it, and only answers that cannot fit it are deferrals. */
+int qmtp_set_answers(qmtp_client *c, int how);
+
+/* From now on, every wait ends within ms milliseconds in all (connecting,
+ * resolving, writing, reading: a server that moves one byte just inside
+ * every Timeout cannot hold a call longer); ms <= 0 removes the limit.
+ * Callers set it at the start of each call of their own. */
+void qmtp_set_call_limit(qmtp_client *c, int64_t ms);
+
 /* Largest response netstring payload accepted (default 65536, at most
- * 999999999). A longer one is a protocol violation. */
+ * 999999999). A longer one is a protocol violation. The texts of one run's
+ * answers are kept up to 16 MiB (or this, if larger) plus 1 KiB per
+ * recipient in all; an answer beyond that is a deferral. */
 void qmtp_set_max_response(qmtp_client *c, size_t max);
 
 /* Closes any connection, then tries every address of host (IPv4 and IPv6,
@@ -104,6 +144,9 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port);
  * connections bind to; remote addresses of another family are skipped.
  * NULL: let the system choose. 0 or QMTP_E_NOMEM. */
 int qmtp_set_local_addr(qmtp_client *c, const char *addr);
+
+#define QMTP_ANSWER_TEXT_BASE (16u * 1024 * 1024)
+#define QMTP_ANSWER_TEXT_PER_RCPT 1024
 
 /* Closes the connection if open (close(2) only). Returns 1 if one was open. */
 int qmtp_close(qmtp_client *c);
@@ -126,6 +169,12 @@ const char *qmtp_peer(const qmtp_client *c);
 
 /* Forgets every queued package and result; closes files of unsent ones. */
 void qmtp_batch_reset(qmtp_client *c);
+
+/* After a call that may have been left by longjmp from the interrupt hook
+ * (or a batch abandoned before its run): closes the connection such a call
+ * was using and the files of queued packages; results are kept. Cheap, and
+ * a no-op after a run that returned. */
+void qmtp_unwind(qmtp_client *c);
 
 /* Starts a package. enc must be '\n' or '\r' (QMTP_E_ARG otherwise). The
  * sender bytes are copied. Returns 0 or a negative status. */
@@ -154,16 +203,24 @@ void qmtp_pkg_abandon(qmtp_client *c);
  * a result: an answer the server did not give (it closed, stalled past the
  * timeout, or broke the protocol) is a 'Z' with received=0, and the
  * connection is closed.
- * Servers that answer once per package: when the answers of the last package
- * written stall after some but not all, the writing side is half-closed; a
- * server that answers per recipient then sends the rest, one that answers per
- * package hangs up, and its single answer stands for the package
- * (per_package=1). The client remembers this for the server: later packages
- * expect one answer each. While it does not know yet, it writes nothing after
- * a package with several recipients until that one is answered.
- * Returns 0 when every package was written in full; otherwise the status of
- * the first that was not (see qmtp_pkg_status), and the connection is closed
- * once the answers of the packages written in full are in. */
+ * Whom an answer belongs to is decided by this connection alone (what was
+ * learnt of the server before, qmtp_server_mode, only decides how long to
+ * wait). With QMTP_ANSWERS_AUTO, nothing follows a package with several
+ * recipients until it is answered, unless this connection has shown that
+ * the server answers per recipient (two answers for a package when nothing
+ * after it was written). When its answers stop after one, the writing side
+ * is half-closed (after the stall time, or at once if the server was seen
+ * answering once per package before): a server answering per recipient
+ * then sends the rest; one answering per package hangs up, and then its one
+ * answer stands for the package (per_package=1), unless the server was seen
+ * answering per recipient before. Declared modes pipeline freely.
+ * Answers that do not fit (too many; too few, then a hang-up, where they
+ * were attributed by a declaration) make every recipient they could belong
+ * to a 'Z' with received=0; qmtp_err is then QMTP_E_ANSWERS.
+ * Returns 0 when every package was written in full (qmtp_err is then 0, or
+ * why some answers are missing); otherwise the status of the first that was
+ * not (see qmtp_pkg_status), and the connection is closed once the answers
+ * of the packages written in full are in. */
 int qmtp_run(qmtp_client *c);
 
 /* qmtp_run, calling on_written(ctx) once when every package has been written
@@ -179,6 +236,11 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx);
 size_t qmtp_pkg_count(const qmtp_client *c);
 int qmtp_pkg_status(const qmtp_client *c, size_t i);
 
+/* Why package i of the last run was not written in full, as text
+ * (borrowed, valid until the next run, qmtp_batch_reset or qmtp_free); ""
+ * when it was. */
+const char *qmtp_pkg_error(const qmtp_client *c, size_t i);
+
 /* Index of package i's first recipient among the results. */
 size_t qmtp_pkg_first_result(const qmtp_client *c, size_t i);
 
@@ -189,7 +251,7 @@ int qmtp_result_get(const qmtp_client *c, size_t i, qmtp_result *out);
 
 /* What the client has learnt of the server (kept across reconnects to the
  * same host and port): 0 nothing yet, 1 it answers once per recipient, 2 once
- * per package. */
+ * per package. A hint for how long to wait, never for whom an answer is. */
 int qmtp_server_mode(const qmtp_client *c);
 
 /* Last error: status, text (borrowed, always NUL-terminated), saved errno. */

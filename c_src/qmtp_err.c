@@ -22,6 +22,7 @@ const char *qmtp_strerror(int status)
     case QMTP_E_FILE:    return "message file error";
     case QMTP_E_INTR:    return "interrupted";
     case QMTP_E_NOTSENT: return "not sent";
+    case QMTP_E_ANSWERS: return "the server's answers did not match its packages";
     default:             return "unknown error";
     }
 }

@@ -22,12 +22,13 @@ struct qmtp_pkg {
     size_t nrcpt;
     size_t first_slot; /* its recipients' results start here */
     int status;        /* after a run: 0 written in full, else why not */
+    char *error;       /* after a run: why not, as text (owned), or NULL */
     int no_sendfile;   /* sendfile refused this file: read and write it */
     char enc;          /* '\n' or '\r' */
 };
 
-/* How the server answers, learnt from what it did (QMTP says once per
- * recipient; mailfront answers once per package). */
+/* How the server answers, as seen (QMTP says once per recipient; mailfront
+ * answers once per package). */
 enum qmtp_mode { QMTP_MODE_UNKNOWN, QMTP_MODE_PER_RCPT, QMTP_MODE_PER_PKG };
 
 struct qmtp_slot {     /* one recipient's result */
@@ -57,7 +58,10 @@ struct qmtp_client {
     int64_t io_ms;
     int64_t stall_ms;
     size_t max_response;
-    enum qmtp_mode mode;    /* of the server at host/port */
+    enum qmtp_mode mode;    /* learnt of the server at host/port: a hint for waiting */
+    enum qmtp_mode shown;   /* shown by the open connection: decides attribution */
+    int answers;            /* qmtp_answers, as declared */
+    int64_t call_deadline;  /* monotonic ms by which every wait ends, or 0 */
     int64_t spin_us;        /* busy-wait budget of a run, or 0 */
     unsigned spin_misses;   /* busy-waits in a row that found nothing */
     unsigned spin_skip;     /* waits left that sleep at once */
@@ -102,6 +106,9 @@ int qmtp_interrupted(qmtp_client *c);
 /* Monotonic clock in milliseconds, and in microseconds. */
 int64_t qmtp_now_ms(void);
 int64_t qmtp_now_us(void);
+
+/* The earlier of deadline and the call limit (see qmtp_set_call_limit). */
+int64_t qmtp_deadline(const qmtp_client *c, int64_t deadline);
 
 /* Records an error (errno-free when sys_errno is 0) and returns status. */
 int qmtp_fail(qmtp_client *c, int status, int sys_errno, const char *fmt, ...)

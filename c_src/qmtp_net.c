@@ -322,6 +322,7 @@ int qmtp_close(qmtp_client *c)
     close(c->fd);
     c->fd = -1;
     c->peer[0] = '\0';
+    c->shown = QMTP_MODE_UNKNOWN; /* what a connection showed dies with it */
     return 1;
 }
 

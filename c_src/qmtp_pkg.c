@@ -38,6 +38,7 @@ void qmtp_pkgs_clear(qmtp_client *c)
     qmtp_pkgs_close_files(c);
     for (i = 0; i < c->npkgs; i++) {
         free(c->pkgs[i].path);
+        free(c->pkgs[i].error);
     }
     c->npkgs = 0;
     c->out.len = 0;
@@ -93,6 +94,7 @@ void qmtp_pkg_abandon(qmtp_client *c)
         close(p->fd);
     }
     free(p->path);
+    free(p->error);
     c->npkgs--;
     c->building = 0;
 }
@@ -155,8 +157,11 @@ int qmtp_pkg_file(qmtp_client *c, const char *path)
     if (p == NULL) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
     }
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * anything but a regular file is refused below, and reading a regular
+     * file ignores the flag. */
     do {
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         return qmtp_fail(c, QMTP_E_FILE, errno, "Cannot open file '%s'", path);

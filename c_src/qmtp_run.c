@@ -3,7 +3,12 @@
  * behaviour can leave both sides blocked on a write (the spec puts that duty
  * on a pipelining client). Every wait ends at a deadline on the monotonic
  * clock; every answer not received becomes a temporary failure. Writing is
- * in qmtp_write.c. */
+ * in qmtp_write.c.
+ *
+ * Whom an answer belongs to is decided here alone (take_answer, and for a
+ * server that hangs up after one answer, finish_failed), from what this
+ * connection showed or the caller declared; what was learnt of the server
+ * on earlier connections (c->mode) only sets how long to wait. */
 #define _GNU_SOURCE 1
 #include "qmtp_run.h"
 #include "response.h"
@@ -19,6 +24,9 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
+#define NONE SIZE_MAX
+
+static const char text_limit[] = "no response kept: the server's answers exceeded the text limit of this send";
 
 static int add_slot(qmtp_client *c, char code, int received, int per_package,
                     const char *text, size_t len)
@@ -52,6 +60,37 @@ static void defer_rest(struct qmtp_run *r, const char *why)
     }
 }
 
+/* Results from slot 'from' on were attributed in a way that the server's
+ * answers have since contradicted: none of them counts as an answer. */
+static void untrust_from(struct qmtp_run *r, size_t from)
+{
+    qmtp_client *c = r->c;
+    char text[300];
+    int n = snprintf(text, sizeof text, "no response received: %s", c->errstr);
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n;
+    size_t off = c->texts.len;
+    size_t i;
+
+    if (qmtp_buf_append(&c->texts, text, len) != QMTP_OK) {
+        len = 0;
+    }
+    for (i = from; i < c->nslots; i++) {
+        c->slots[i].code = 'Z';
+        c->slots[i].received = 0;
+        c->slots[i].per_package = 0;
+        c->slots[i].off = off;
+        c->slots[i].len = len;
+    }
+}
+
+/* Where attribution starts to rest on the caller's declaration. */
+static void note_declared(struct qmtp_run *r, size_t slot)
+{
+    if (r->declared_from == NONE) {
+        r->declared_from = slot;
+    }
+}
+
 /* The package's one answer stands for all its recipients. */
 static void spread_answer(struct qmtp_run *r)
 {
@@ -77,21 +116,45 @@ static void next_package(struct qmtp_run *r)
     r->apkg_got = 0;
 }
 
-/* Takes one answer for the package being answered. */
+/* Takes one answer for the package being answered: the one place that
+ * decides whom an answer belongs to while answers come. One answer stands
+ * for several recipients only when declared (finish_failed decides it for
+ * a server that hangs up); a second answer for a package proves that the
+ * server answers per recipient only if no later package was complete yet,
+ * so that it cannot be another package's. */
 static int take_answer(struct qmtp_run *r, char code, const char *text, size_t len)
 {
     qmtp_client *c = r->c;
     const struct qmtp_pkg *p = &c->pkgs[r->apkg];
+    int later_complete = r->pkgs_written > r->apkg + 1;
+    int rc;
 
-    if (add_slot(c, code, 1, 0, text, len) != QMTP_OK) {
+    if (len <= r->text_budget) {
+        r->text_budget -= len;
+        rc = add_slot(c, code, 1, 0, text, len);
+    } else {
+        r->text_budget = 0;
+        rc = add_slot(c, 'Z', 0, 0, text_limit, sizeof text_limit - 1);
+    }
+    if (rc != QMTP_OK) {
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
+    if (later_complete && r->overlap_from == NONE) {
+        r->overlap_from = c->nslots - 1;
+    }
     r->apkg_got++;
-    if (c->mode == QMTP_MODE_PER_PKG && p->nrcpt > 1) {
+    if (p->nrcpt > 1 && c->answers == QMTP_ANSWERS_PACKAGE) {
+        note_declared(r, p->first_slot + 1);
         spread_answer(r);
-    } else if (r->apkg_got == 2) {
-        c->mode = QMTP_MODE_PER_RCPT; /* two answers for one package */
-    } else if (p->nrcpt == 1 && c->mode == QMTP_MODE_PER_PKG) {
+    } else if (p->nrcpt > 1 && r->apkg_got == 2 && c->shown != QMTP_MODE_PER_RCPT) {
+        if (!later_complete) {
+            c->shown = QMTP_MODE_PER_RCPT;
+            c->mode = QMTP_MODE_PER_RCPT;
+        } else {
+            note_declared(r, p->first_slot + 1); /* pipelined on a declaration */
+        }
+    } else if (p->nrcpt == 1 && (c->answers == QMTP_ANSWERS_PACKAGE ||
+                                 (c->answers == QMTP_ANSWERS_AUTO && c->mode == QMTP_MODE_PER_PKG))) {
         c->slots[c->nslots - 1].per_package = 1;
     }
     if (r->apkg_got == p->nrcpt) {
@@ -113,11 +176,19 @@ static int parse_answers(struct qmtp_run *r)
         char code = 0;
         long n;
 
-        if (r->apkg >= r->pkgs_written) {
+        if (r->apkg >= r->pkgs_written && c->nslots == 0) {
             /* §2: no answer may come before the last byte of its package. */
             rc = qmtp_fail(c, QMTP_E_PROTO, 0,
                            "protocol violation: the server sent %lu bytes before a package was complete",
                            (unsigned long)(c->in.len - used));
+            break;
+        }
+        if (r->apkg >= r->pkgs_written) {
+            /* More answers than recipients: any answer taken could be the
+             * one out of place (see settle). */
+            r->surplus = 1;
+            rc = qmtp_fail(c, QMTP_E_ANSWERS, 0,
+                           "the server's answers did not match its packages: more answers than recipients");
             break;
         }
         n = qmtp_response_parse(c->in.p + used, c->in.len - used, c->max_response, &code,
@@ -205,21 +276,37 @@ static void drain_pending(struct qmtp_run *r)
 }
 
 /* The answers of the last package written have stopped after some but not
- * all, and nothing follows it: the moment to half-close (see qmtp.h). */
+ * all, and nothing follows it: the moment to half-close (see qmtp.h), unless
+ * the answering style is declared per package (then the rest is simply not
+ * due). A server answering per recipient sends the rest then. A server seen
+ * answering per package before is half-closed at once; that only saves
+ * waiting, its hang-up still has to confirm it. */
 static int stall_point(const struct qmtp_run *r, int64_t *at)
 {
     const qmtp_client *c = r->c;
 
-    if (r->half_closed || c->mode == QMTP_MODE_PER_PKG || r->apkg_got == 0 ||
-        r->apkg + 1 != r->pkgs_written || qmtp_wants_write(r)) {
+    if (r->half_closed || c->answers == QMTP_ANSWERS_PACKAGE || r->apkg_got == 0 || r->apkg + 1 != r->pkgs_written || qmtp_wants_write(r)) {
         return 0;
     }
-    *at = r->last_progress + c->stall_ms;
+    *at = r->last_progress;
+    if (c->answers == QMTP_ANSWERS_RECIPIENT || c->mode != QMTP_MODE_PER_PKG) {
+        *at += c->stall_ms;
+    }
     return 1;
 }
 
+static void set_pkg_error(qmtp_client *c, size_t i, const char *text)
+{
+    size_t n = strlen(text) + 1;
+
+    if (c->pkgs[i].error == NULL && (c->pkgs[i].error = malloc(n)) != NULL) {
+        memcpy(c->pkgs[i].error, text, n);
+    }
+}
+
 /* Marks the packages written in full as sent, the one being written with
- * why it stopped, and the rest as not begun. */
+ * why it stopped, and the rest as not begun; each one not sent keeps the
+ * text of why (its own failure, or what ended the run before it). */
 static void record_status(struct qmtp_run *r, int why)
 {
     qmtp_client *c = r->c;
@@ -228,43 +315,99 @@ static void record_status(struct qmtp_run *r, int why)
     for (i = 0; i < c->npkgs; i++) {
         if (i < r->pkgs_written) {
             c->pkgs[i].status = QMTP_OK;
-        } else if (i == r->w.pkg && (r->w.seg != SEG_HEAD || r->w.off > 0 || why == QMTP_E_FILE)) {
+            continue;
+        }
+        if (i == r->w.pkg && (r->w.seg != SEG_HEAD || r->w.off > 0 || why == QMTP_E_FILE)) {
             c->pkgs[i].status = why;
         } else {
             c->pkgs[i].status = QMTP_E_NOTSENT;
         }
+        set_pkg_error(c, i, c->errstr);
     }
 }
 
-/* Ends a run that cannot go on: keep real answers, defer the rest, close. */
-static int finish_failed(struct qmtp_run *r, int status)
+/* Answers that did not fit what was expected: every recipient they could
+ * belong to is a deferral. More answers than recipients: any of them can
+ * be the one out of place. Fewer, then a hang-up, where answers were
+ * attributed by a declaration of once per recipient: those attributed by
+ * it. (A declaration of once per package is taken at its word: fewer
+ * answers then are just answers not received.) */
+static void settle(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
-    int first_bad;
 
-    if (status == QMTP_E_TIMEOUT) {
-        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: no progress for %.3g s %s",
-                  (double)c->io_ms / 1000.0, qmtp_wants_write(r) ? "while sending" : "waiting for responses");
+    if (r->surplus) {
+        untrust_from(r, 0);
+    } else if (c->nslots < r->total && r->declared_from != NONE && c->answers == QMTP_ANSWERS_RECIPIENT) {
+        qmtp_fail(c, QMTP_E_ANSWERS, 0,
+                  "the server's answers did not match its packages: fewer answers than recipients, "
+                  "then %s", c->errstr);
+        untrust_from(r, r->declared_from);
     }
-    if (status != QMTP_E_PROTO) {
-        drain_pending(r);
-    }
-    /* Only a clean hang-up after exactly one whole answer reads as "one
-     * answer per package": bytes of a second answer show the server was
-     * answering per recipient, and then the rest were simply not received. */
-    if (status == QMTP_E_EOF && r->half_closed && r->apkg < c->npkgs && r->apkg_got == 1 &&
-        c->in.len == 0) {
+}
+
+/* A server that sent one answer for a package of several recipients and
+ * hung up after the half-close answers once per package, if nothing says
+ * otherwise: not this connection, not the caller, not an earlier one. */
+static void one_answer_then_hangup(struct qmtp_run *r)
+{
+    qmtp_client *c = r->c;
+
+    if (c->answers == QMTP_ANSWERS_AUTO && c->shown == QMTP_MODE_UNKNOWN && c->mode != QMTP_MODE_PER_RCPT) {
+        c->shown = QMTP_MODE_PER_PKG;
         c->mode = QMTP_MODE_PER_PKG;
         spread_answer(r);
         next_package(r);
+        return;
     }
+    qmtp_fail(c, QMTP_E_ANSWERS, 0,
+              "the server's answers did not match its packages: one answer for %lu recipients, then it hung up, "
+              "though it %s",
+              (unsigned long)c->pkgs[r->apkg].nrcpt,
+              c->answers == QMTP_ANSWERS_RECIPIENT ? "was declared to answer once per recipient"
+                                                   : "was seen answering once per recipient before");
+    if (c->answers == QMTP_ANSWERS_AUTO) {
+        c->mode = QMTP_MODE_UNKNOWN; /* contradicted: let the next connection show it */
+    }
+}
+
+/* Ends a run that cannot go on: keep real answers, defer the rest, close.
+ * Returns the status of the first package not written in full, or 0; the
+ * client's error says what ended the run either way. */
+static int finish_failed(struct qmtp_run *r, int status)
+{
+    qmtp_client *c = r->c;
+    int every_answer_in;
+    int first_bad;
+
+    if (status == QMTP_E_TIMEOUT && r->limit_hit) {
+        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: the call limit was reached %s",
+                  qmtp_wants_write(r) ? "while sending" : "waiting for responses");
+    } else if (status == QMTP_E_TIMEOUT) {
+        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: no progress for %.3g s %s",
+                  (double)c->io_ms / 1000.0, qmtp_wants_write(r) ? "while sending" : "waiting for responses");
+    }
+    if (status != QMTP_E_PROTO && !r->surplus) {
+        drain_pending(r);
+    }
+    /* Only a clean hang-up after exactly one whole answer can mean "one
+     * answer per package": bytes of a second answer show the server was
+     * answering per recipient, and then the rest were simply not received. */
+    if (status == QMTP_E_EOF && r->half_closed && r->apkg < c->npkgs && r->apkg_got == 1 &&
+        c->in.len == 0 && r->apkg + 1 == r->pkgs_written) {
+        one_answer_then_hangup(r);
+    }
+    settle(r);
+    every_answer_in = c->nslots == r->total;
     defer_rest(r, c->errstr);
     record_status(r, r->write_status != QMTP_OK ? r->write_status : status);
     qmtp_close(c);
     qmtp_pkgs_close_files(c);
     first_bad = r->pkgs_written < c->npkgs ? c->pkgs[r->pkgs_written].status : QMTP_OK;
-    if (first_bad == QMTP_OK) {
-        c->err = QMTP_OK;
+    if (first_bad == QMTP_OK && every_answer_in && c->err != QMTP_E_ANSWERS) {
+        c->err = QMTP_OK; /* nothing was lost: the hang-up was the end */
+        c->sys_errno = 0;
+        c->errstr[0] = '\0';
     }
     return first_bad;
 }
@@ -327,7 +470,7 @@ static int wait_ready(struct qmtp_run *r, short *revents)
     qmtp_client *c = r->c;
     struct pollfd p;
     int64_t now = qmtp_now_ms();
-    int64_t deadline = r->last_progress + c->io_ms;
+    int64_t deadline = qmtp_deadline(c, r->last_progress + c->io_ms);
     int64_t wake = deadline;
     int64_t stall_at;
     int rc;
@@ -336,6 +479,7 @@ static int wait_ready(struct qmtp_run *r, short *revents)
         wake = stall_at;
     }
     if (now >= deadline) {
+        r->limit_hit = deadline < r->last_progress + c->io_ms;
         return QMTP_E_TIMEOUT;
     }
     p.fd = c->fd;
@@ -366,8 +510,14 @@ static int prepare(struct qmtp_run *r)
         }
         c->pkgs[i].first_slot = r->total;
         c->pkgs[i].status = QMTP_E_NOTSENT;
+        free(c->pkgs[i].error);
+        c->pkgs[i].error = NULL;
         r->total += c->pkgs[i].nrcpt;
     }
+    r->text_budget = QMTP_ANSWER_TEXT_BASE > c->max_response ? QMTP_ANSWER_TEXT_BASE : c->max_response;
+    r->text_budget += r->total < (SIZE_MAX - r->text_budget) / QMTP_ANSWER_TEXT_PER_RCPT
+                          ? r->total * QMTP_ANSWER_TEXT_PER_RCPT
+                          : SIZE_MAX - r->text_budget;
     if (r->total > c->slotcap) {
         struct qmtp_slot *s = realloc(c->slots, r->total * sizeof *s);
         if (s == NULL) {
@@ -377,6 +527,25 @@ static int prepare(struct qmtp_run *r)
         c->slotcap = r->total;
     }
     return QMTP_OK;
+}
+
+/* Every answer due is in: reads, without waiting, whatever else is there
+ * already (a server that answers per recipient, declared per package,
+ * shows itself so), leaving the client's error as it was otherwise. */
+static void look_for_surplus(struct qmtp_run *r)
+{
+    qmtp_client *c = r->c;
+    int saved_err = c->err;
+    char saved[sizeof c->errstr];
+
+    memcpy(saved, c->errstr, sizeof saved);
+    if (c->fd >= 0 && read_some(r, MSG_DONTWAIT) != QMTP_OK && !r->surplus) {
+        qmtp_close(c); /* closed or failed: the next send starts afresh */
+    }
+    if (!r->surplus) {
+        c->err = saved_err;
+        memcpy(c->errstr, saved, sizeof saved);
+    }
 }
 
 int qmtp_run(qmtp_client *c)
@@ -392,6 +561,8 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     qmtp_recover(c);
     memset(&r, 0, sizeof r);
     r.c = c;
+    r.declared_from = NONE;
+    r.overlap_from = NONE;
     c->nslots = 0;
     c->texts.len = 0;
     c->in.len = 0;
@@ -463,6 +634,7 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
             if (rc == QMTP_E_FILE) {
                 /* Stop writing, but collect the answers of the packages
                  * already written before closing to abort this one. */
+                set_pkg_error(c, r.w.pkg, c->errstr);
                 r.write_status = rc;
                 r.last_progress = qmtp_now_ms();
                 rc = QMTP_OK;
@@ -479,9 +651,18 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     if (rc != QMTP_OK) {
         return finish_failed(&r, rc);
     }
+    if (r.declared_from != NONE && c->in.len == 0 && !r.half_closed) {
+        look_for_surplus(&r); /* a declaration relied on: check it at no cost */
+    }
+    if (c->in.len > 0) {
+        r.surplus = 1;
+        qmtp_fail(c, QMTP_E_ANSWERS, 0,
+                  "the server's answers did not match its packages: more answers than recipients");
+    }
+    settle(&r);
     record_status(&r, QMTP_OK);
     qmtp_pkgs_close_files(c);
-    if (r.half_closed || c->in.len > 0) {
+    if (r.half_closed || r.surplus) {
         /* Half-closed, or more answers than recipients: not reusable. */
         qmtp_close(c);
     }

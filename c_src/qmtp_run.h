@@ -29,11 +29,21 @@ struct qmtp_run {
     int64_t spin_left_us;   /* busy-waiting this run may still do */
     int half_closed;
     int write_status;       /* what stopped the writing, or 0 */
+    /* Whom answers belong to (see take_answer): the first result whose
+     * attribution rests on a declaration rather than on what this
+     * connection showed, and the first taken while a later package was
+     * already complete; SIZE_MAX for none. */
+    size_t declared_from;
+    size_t overlap_from;
+    int surplus;            /* answers came that no recipient was due */
+    int limit_hit;          /* the call limit, not Timeout, ended a wait */
+    size_t text_budget;     /* bytes of answer text this run may still keep */
 };
 
-/* 1 if the writer may start on package i now: while the server's way of
- * answering is unknown, nothing follows a several-recipient package until
- * that one is answered, so that no answer can be taken for another's. */
+/* 1 if the writer may start on package i now: while neither this
+ * connection nor the caller has said how the server answers, nothing
+ * follows a several-recipient package until that one is answered, so that
+ * no answer can be taken for another's. */
 int qmtp_may_start(const struct qmtp_run *r, size_t i);
 
 /* Writes what the socket takes now, from the cursor on. 0, or a negative

@@ -62,7 +62,7 @@ int qmtp_may_start(const struct qmtp_run *r, size_t i)
     if (i > r->apkg && r->in_flight >= PIPELINE_WINDOW) {
         return 0;
     }
-    if (c->mode != QMTP_MODE_UNKNOWN || i == 0) {
+    if (c->answers != QMTP_ANSWERS_AUTO || c->shown == QMTP_MODE_PER_RCPT || i == 0) {
         return 1;
     }
     /* Everything before i that has several recipients must be answered. */
@@ -157,7 +157,7 @@ static int gather(const struct qmtp_run *r, struct iovec *iov)
             if (w.pkg != r->w.pkg || by_sendfile(p)) {
                 break; /* only the current package's file is staged */
             }
-            from = c->stage.p + r->stage_off;
+            from = c->stage.p != NULL ? c->stage.p + r->stage_off : "";
             avail = c->stage.len - r->stage_off;
         } else {
             from = w.seg == SEG_HEAD ? c->out.p + p->head_off
@@ -203,8 +203,8 @@ static void advance(struct qmtp_run *r, uint64_t n)
         if (r->w.off < seg_len(p, r->w.seg)) {
             break;
         }
-        if (r->w.seg == SEG_BODY && p->fd >= 0 && !r->file_checked && p->body_len > 0 && by_sendfile(p)) {
-            break; /* a sent file's end is checked before its tail goes */
+        if (r->w.seg == SEG_BODY && p->fd >= 0 && !r->file_checked) {
+            break; /* a file's end is checked before its tail goes, empty or not */
         }
         r->w.off = 0;
         if (r->w.seg != SEG_TAIL) {

@@ -258,16 +258,51 @@ static void test_engine(void)
           "on_written ran once, before any answer was taken (%d calls, %lu answers)", written_calls,
           (unsigned long)written_answers);
 
+    /* The server was seen answering per recipient just now: one answer and
+     * a hang-up is not taken for the package (the hint only sets waiting). */
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
+    CHECK(rc == 0 && result_is(c, 0, 'K', "fine", 1, 0) && qmtp_err(c) == QMTP_E_ANSWERS,
+          "seen per recipient before: one answer then a hang-up is a mismatch (rc %d, err %d)", rc, qmtp_err(c));
+    CHECK(result_is(c, 1, 'Z', "no response received: the server's answers did not match its packages: one answer "
+                                "for 3 recipients, then it hung up, though it was seen answering once per recipient before",
+                    0, 0) && result_is(c, 2, 'Z', "no response received: the server's answers did not match its "
+                    "packages: one answer for 3 recipients, then it hung up, though it was seen answering once per "
+                    "recipient before", 0, 0),
+          "the other recipients are deferrals saying so");
+    CHECK(qmtp_server_mode(c) == 0, "a contradicted hint is forgotten");
+
     package(c, "test\n", 3);
     rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
     CHECK(rc == 0 && result_is(c, 0, 'K', "fine", 1, 1) && result_is(c, 2, 'K', "fine", 1, 1),
           "one answer then a hang-up after our half-close stands for the package");
     CHECK(qmtp_server_mode(c) == 2, "the client learnt that the server answers per package");
 
+    {
+        int64_t t0 = qmtp_now_ms();
+        package(c, "test\n", 3);
+        rc = run_against(c, pkg3, "5:Kfine,", 8, 1, &st);
+        CHECK(rc == 0 && result_is(c, 1, 'K', "fine", 1, 1) && qmtp_now_ms() - t0 < 90,
+              "seen per package before: the half-close comes at once, the hang-up still decides");
+    }
+
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "5:Kfine,", 8, 0, &st);
+    CHECK(rc == QMTP_OK && result_is(c, 0, 'K', "fine", 1, 0) && result_is(c, 1, 'Z', "no response received: "
+          "timed out: no progress for 1 s waiting for responses", 0, 0),
+          "a connection that shows nothing: the hint never attributes one answer to all");
+
+    qmtp_set_answers(c, QMTP_ANSWERS_PACKAGE);
     package(c, "test\n", 3);
     rc = run_against(c, pkg3, "5:Kfine,", 8, 0, &st);
     CHECK(rc == 0 && result_is(c, 1, 'K', "fine", 1, 1) && open_after_run,
-          "once learnt, one answer stands for the package at once, and the connection stays open");
+          "declared per package: one answer stands for the package at once, and the connection stays open");
+    package(c, "test\n", 3);
+    rc = run_against(c, pkg3, "3:Kok,3:Kok,", 12, 0, &st);
+    CHECK(rc == 0 && qmtp_err(c) == QMTP_E_ANSWERS && result_is(c, 0, 'Z', "no response received: the server's "
+          "answers did not match its packages: more answers than recipients", 0, 0) && !open_after_run,
+          "declared per package, but two answers: a mismatch, nothing is trusted");
+    qmtp_set_answers(c, QMTP_ANSWERS_AUTO);
     c->mode = QMTP_MODE_UNKNOWN;
 
     package(c, "test\n", 3);

@@ -395,8 +395,8 @@ sub send_many {
     @jobs or return $self->_fail('no jobs: send_many needs at least one');
     # Every job is checked (in XS: this runs per job of a pipelined batch)
     # before anything is sent; the croak names the caller's line.
-    my $problem = _check_jobs(\@jobs);
-    croak $problem if defined $problem;
+    my $inputs = _prepare_jobs(\@jobs, $self->{ENCODING});
+    croak $inputs unless ref $inputs;
     $self->_ready_connection or return undef;
 
     # responses() speaks of the last send(): keep it before the client's
@@ -412,7 +412,7 @@ sub send_many {
                 $self->_debug_package($enc, @$job{qw(sender recipients message file)});
             }
         }
-        my ($status, $out, $failed) = _send_many($self, [ @jobs[@todo] ], $self->{ENCODING});
+        my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ]);
         $self->_debug_answers if $self->{DEBUG};
         @results[@todo] = @$out;
         last unless @$failed;
