@@ -115,17 +115,64 @@ static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func, int reading)
     return c;
 }
 
-/* Bytes of a string argument; croaks, naming it, if it holds characters
- * above 0xFF (a netstring length counts bytes, not characters). */
-static const char *bytes_of(pTHX_ SV *sv, const char *what, STRLEN *len)
+/* The caller's values are read once, at the start of a send, and turned
+ * into bytes there: get-magic (a tie's FETCH) and string overloads, the
+ * caller's code, run then and never again, before any buffer is borrowed.
+ * A plain byte string is used where it is (and later borrowed, without a
+ * copy); anything else is copied to a mortal and converted there, so that
+ * nothing the caller passed is changed. NULL for undef; *wide is set (and
+ * NULL returned) for characters above 0xFF. */
+static SV *fetch_bytes(pTHX_ SV *sv, int *wide)
 {
+    STRLEN len;
+    const char *p;
+    SV *copy;
+
+    *wide = 0;
+    SvGETMAGIC(sv);
     if (!SvOK(sv)) {
+        return NULL;
+    }
+    if (SvPOK(sv) && !SvUTF8(sv) && !SvMAGICAL(sv) && !SvROK(sv)) {
+        return sv;
+    }
+    p = SvPV_nomg(sv, len); /* an overload runs here */
+    copy = newSVpvn_flags(p, len, SVs_TEMP | (SvUTF8(sv) ? SVf_UTF8 : 0));
+    if (SvUTF8(copy) && !sv_utf8_downgrade(copy, TRUE)) {
+        *wide = 1;
+        return NULL;
+    }
+    return copy;
+}
+
+/* A plain byte string, fetched as above, that no caller code may have
+ * changed since it was fetched: NUL-free when it names something. */
+static SV *fetch_or_croak(pTHX_ SV *sv, const char *what)
+{
+    int wide;
+    SV *bytes = fetch_bytes(aTHX_ sv, &wide);
+
+    if (wide) {
+        croak("Wide character in %s: encode it to bytes first (e.g. with Encode::encode_utf8)", what);
+    }
+    if (bytes == NULL) {
         croak("Undefined %s", what);
     }
-    if (SvUTF8(sv) && !sv_utf8_downgrade(sv, TRUE)) {
-        croak("Wide character in %s", what);
+    return bytes;
+}
+
+/* A C string for the core (a host, port, address or file name): a NUL
+ * byte would cut it short, so it is refused, as Perl's own open does. */
+static const char *c_string(pTHX_ SV *sv, const char *what)
+{
+    STRLEN len;
+    SV *bytes = fetch_or_croak(aTHX_ sv, what);
+    const char *p = SvPV_nomg(bytes, len);
+
+    if (memchr(p, '\0', len) != NULL) {
+        croak("%s contains a NUL byte", what);
     }
-    return SvPVbyte(sv, *len);
+    return p;
 }
 
 /* Milliseconds, bounded before converting: a huge or NaN number of seconds
@@ -136,16 +183,6 @@ static int64_t seconds_to_ms(NV seconds)
         return 1;
     }
     return seconds > 1e9 ? (int64_t)1e12 : (int64_t)(seconds * 1000);
-}
-
-/* The encoding byte in a string (0.06 keeps "\n" or "\r"); anything else
- * gives a byte the core refuses, naming it. */
-static char encoding_byte(pTHX_ SV *enc)
-{
-    STRLEN len;
-    const char *p = bytes_of(aTHX_ enc, "encoding", &len);
-
-    return len == 1 ? p[0] : '\0';
 }
 
 /* Undoes hold_still when the scope it was called in ends, however it ends. */
@@ -191,47 +228,26 @@ static void let_messages_change(void *ctx)
     ((struct glue *)ctx)->held = NULL;
 }
 
+/* However a send ends (a signal handler may die in it), the files it
+ * opened and the connection it left half-used are closed at its LEAVE. */
+static void unwind_client(pTHX_ void *p)
+{
+    PERL_UNUSED_CONTEXT;
+    qmtp_unwind((qmtp_client *)p);
+}
+
 /* Marks c as sending until the enclosing LEAVE, however that comes: its
  * messages are held from here, and a signal handler may not use it. */
 static struct glue *begin_sending(pTHX_ qmtp_client *c)
 {
     struct glue *g = glue_of(c);
 
+    SAVEDESTRUCTOR_X(unwind_client, c);
     SAVEINT(g->sending);
     SAVEVPTR(g->held);
     g->sending = 1;
     g->held = sv_2mortal(newSVpvs(""));
     return g;
-}
-
-/* Lays out one package in the client. The message's bytes are borrowed
- * until qmtp_run returns, and held still until the caller's LEAVE. */
-static int fill_package(pTHX_ qmtp_client *c, char enc_byte, SV *sender, AV *rcpts, SV *message, SV *file)
-{
-    STRLEN len;
-    const char *p;
-    SSize_t i;
-    SSize_t last = av_len(rcpts);
-    int rc;
-
-    p = bytes_of(aTHX_ sender, "sender", &len);
-    rc = qmtp_pkg_begin(c, enc_byte, p, len);
-    for (i = 0; rc == QMTP_OK && i <= last; i++) {
-        SV **rcpt = av_fetch(rcpts, i, 0);
-        if (rcpt == NULL) {
-            croak("Undefined recipient");
-        }
-        p = bytes_of(aTHX_ *rcpt, "recipient", &len);
-        rc = qmtp_pkg_recipient(c, p, len);
-    }
-    if (rc == QMTP_OK && SvOK(file)) {
-        rc = qmtp_pkg_file(c, bytes_of(aTHX_ file, "file name", &len));
-    } else if (rc == QMTP_OK) {
-        p = bytes_of(aTHX_ message, "message", &len); /* may downgrade it */
-        hold_still(aTHX_ c, message, p, len);
-        rc = qmtp_pkg_body(c, p, len);
-    }
-    return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
 }
 
 /* A result in 0.06's form: "success: text", "deferral: ..." or "failure: ...". */
@@ -392,19 +408,105 @@ static SV *response_list(pTHX_ const qmtp_client *c, AV *rcpts, size_t first, si
     return newRV_noinc((SV *)list);
 }
 
+/* A package's inputs, fetched once (see fetch_bytes): an array of byte
+ * strings indexed by these, kept until the send's results are built, so
+ * that whatever the caller's code does meanwhile, the package and its
+ * results speak of the same recipients. */
+enum { IN_ENC, IN_SENDER, IN_RCPTS, IN_MESSAGE, IN_FILE, IN_COUNT };
+
+static SV *in_field(pTHX_ AV *in, int i)
+{
+    SV **sv = av_fetch(in, i, 0);
+
+    return sv != NULL ? *sv : &PL_sv_undef;
+}
+
+static AV *in_rcpts(pTHX_ AV *in)
+{
+    return (AV *)SvRV(in_field(aTHX_ in, IN_RCPTS));
+}
+
+/* The inputs of one package from the caller's values, or NULL with *problem
+ * set (a mortal text naming it; job counts from 1, 0 for send()). Every
+ * read of the caller's values is here. */
+static AV *fetch_inputs(pTHX_ char enc, SV *sender, SV *rcpts, SV *message, SV *file, IV job, SV **problem)
+{
+    AV *in = (AV *)sv_2mortal((SV *)newAV());
+    AV *list = (AV *)sv_2mortal((SV *)newAV());
+    AV *given;
+    SSize_t n;
+    SSize_t i;
+    SV *bytes;
+    int wide;
+    char where[48] = "";
+
+    if (job > 0) {
+        snprintf(where, sizeof where, " (job %" IVdf ")", job);
+    }
+    *problem = NULL;
+    SvGETMAGIC(rcpts);
+    if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0) {
+        *problem = sv_2mortal(job > 0 ? newSVpvf("send_many: job %" IVdf ": recipients must be a non-empty array reference", job)
+                                      : newSVpvs("no recipient"));
+        return NULL;
+    }
+    given = (AV *)SvRV(rcpts);
+    n = av_len(given) + 1; /* counted once: the package has these */
+    av_extend(list, n - 1);
+    for (i = 0; i < n; i++) {
+        SV **r = av_fetch(given, i, 0);
+        bytes = r != NULL ? fetch_bytes(aTHX_ *r, &wide) : (wide = 0, NULL);
+        if (bytes == NULL) {
+            *problem = sv_2mortal(wide ? newSVpvf("Wide character in recipient%s: encode it to bytes first", where)
+                                  : job > 0 ? newSVpvf("send_many: job %" IVdf ": undefined recipient", job)
+                                  : newSVpvs("Undefined recipient"));
+            return NULL;
+        }
+        av_push(list, bytes == *r ? newSVsv(bytes) : SvREFCNT_inc_simple_NN(bytes));
+    }
+    bytes = fetch_bytes(aTHX_ sender, &wide);
+    if (bytes == NULL) {
+        *problem = sv_2mortal(wide ? newSVpvf("Wide character in sender%s: encode it to bytes first", where)
+                              : job > 0 ? newSVpvf("send_many: job %" IVdf ": no sender", job)
+                              : newSVpvs("no sender"));
+        return NULL;
+    }
+    av_store(in, IN_SENDER, bytes == sender ? newSVsv(bytes) : SvREFCNT_inc_simple_NN(bytes));
+    av_store(in, IN_RCPTS, newRV_inc((SV *)list));
+    av_store(in, IN_ENC, newSViv(enc));
+    if (file != NULL && (SvGETMAGIC(file), SvOK(file))) {
+        STRLEN len;
+        const char *p;
+
+        bytes = fetch_bytes(aTHX_ file, &wide);
+        p = bytes != NULL ? SvPV_nomg(bytes, len) : (len = 0, "");
+        if (bytes == NULL || memchr(p, '\0', len) != NULL) {
+            *problem = sv_2mortal(job > 0 ? newSVpvf("send_many: job %" IVdf ": file name %s", job,
+                                                     wide ? "has wide characters" : "contains a NUL byte")
+                                          : newSVpvf("file name %s", wide ? "has wide characters" : "contains a NUL byte"));
+            return NULL;
+        }
+        if (SvTAINTED(file)) {
+            *problem = sv_2mortal(newSVpvs("Insecure dependency in open while running with -T switch"));
+            return NULL;
+        }
+        av_store(in, IN_FILE, newSVsv(bytes));
+        return in;
+    }
+    bytes = message != NULL ? fetch_bytes(aTHX_ message, &wide) : (wide = 0, NULL);
+    if (bytes == NULL) {
+        *problem = sv_2mortal(wide ? newSVpvf("Wide character in message%s: encode it to bytes first", where)
+                              : newSVpvs("no message"));
+        return NULL;
+    }
+    /* The caller's own string when plain: it is borrowed, not copied. */
+    av_store(in, IN_MESSAGE, SvREFCNT_inc_simple_NN(bytes));
+    return in;
+}
+
 /* send_many's jobs, as the caller gave them: hashes of sender, recipients,
  * message or file, and encoding ("unix" or "dos"; else the object's). */
 static const char *const job_keys[] = { "sender", "recipients", "message", "file", "encoding" };
-
-static HV *job_at(pTHX_ AV *jobs, SSize_t i)
-{
-    SV **sv = av_fetch(jobs, i, 0);
-
-    if (sv == NULL || !SvROK(*sv) || SvTYPE(SvRV(*sv)) != SVt_PVHV) {
-        return NULL;
-    }
-    return (HV *)SvRV(*sv);
-}
 
 static SV *hash_field(pTHX_ HV *hv, const char *key)
 {
@@ -425,48 +527,21 @@ static int is_job_key(const char *key, I32 len)
     return 0;
 }
 
-/* 1 if the string can go out as bytes (no character above 0xFF). Read in
- * place, neither changed nor copied (a message may be large): in UTF-8, a
- * character above 0xFF starts with a byte above 0xC3. */
-static int fits_bytes(pTHX_ SV *sv)
-{
-    STRLEN len;
-    const U8 *p;
-    STRLEN i;
-
-    if (!SvUTF8(sv)) {
-        return 1;
-    }
-    p = (const U8 *)SvPV_const(sv, len);
-    for (i = 0; i < len; i++) {
-        if (p[i] > 0xC3) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* 'unix' or 'dos', exactly (a NUL byte does not end a Perl string). */
-static int is_encoding_name(pTHX_ SV *enc)
-{
-    STRLEN len;
-    const char *p = SvPV(enc, len);
-
-    return (len == 4 && memEQ(p, "unix", 4)) || (len == 3 && memEQ(p, "dos", 3));
-}
-
-/* What is wrong with job n (counted from 1), as a mortal message, or NULL. */
-static SV *job_problem(pTHX_ SV *job_sv, IV n)
+/* The inputs of job n (counted from 1), or NULL with *problem set. */
+static AV *job_inputs(pTHX_ SV *job_sv, IV n, char default_enc, SV **problem)
 {
     HV *job;
     HE *he;
     SV *unknown = NULL;
-    SV *rcpts;
     SV *enc;
-    SSize_t i;
+    SV *message;
+    SV *file;
+    char enc_byte = default_enc;
 
+    SvGETMAGIC(job_sv);
     if (!SvROK(job_sv) || SvTYPE(SvRV(job_sv)) != SVt_PVHV) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf " is not a hash reference", n));
+        *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf " is not a hash reference", n));
+        return NULL;
     }
     job = (HV *)SvRV(job_sv);
     hv_iterinit(job);
@@ -479,82 +554,92 @@ static SV *job_problem(pTHX_ SV *job_sv, IV n)
         }
     }
     if (unknown != NULL) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": unknown key '%" SVf "'", n, SVfARG(unknown)));
+        *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf ": unknown key '%" SVf "'", n, SVfARG(unknown)));
+        return NULL;
     }
-    if (!SvOK(hash_field(aTHX_ job, "sender"))) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": no sender", n));
-    }
-    rcpts = hash_field(aTHX_ job, "recipients");
-    if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": recipients must be a non-empty array reference", n));
-    }
-    if (SvOK(hash_field(aTHX_ job, "message")) == SvOK(hash_field(aTHX_ job, "file"))) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": give exactly one of message and file", n));
+    message = hash_field(aTHX_ job, "message");
+    file = hash_field(aTHX_ job, "file");
+    SvGETMAGIC(message);
+    SvGETMAGIC(file);
+    if (SvOK(message) == SvOK(file)) {
+        *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf ": give exactly one of message and file", n));
+        return NULL;
     }
     enc = hash_field(aTHX_ job, "encoding");
-    if (SvOK(enc) && !is_encoding_name(aTHX_ enc)) {
-        return sv_2mortal(newSVpvf("send_many: job %" IVdf ": Unknown encoding: '%" SVf "'", n, SVfARG(enc)));
-    }
-    for (i = 0; i <= av_len((AV *)SvRV(rcpts)); i++) {
-        SV **r = av_fetch((AV *)SvRV(rcpts), i, 0);
-        if (r == NULL || !SvOK(*r)) {
-            return sv_2mortal(newSVpvf("send_many: job %" IVdf ": undefined recipient", n));
+    SvGETMAGIC(enc);
+    if (SvOK(enc)) {
+        STRLEN len;
+        const char *p = SvPV_nomg(enc, len);
+
+        if (len == 4 && memEQ(p, "unix", 4)) {
+            enc_byte = '\012';
+        } else if (len == 3 && memEQ(p, "dos", 3)) {
+            enc_byte = '\015';
+        } else {
+            *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf ": Unknown encoding: '%" SVf "'", n, SVfARG(enc)));
+            return NULL;
         }
-        if (!fits_bytes(aTHX_ *r)) {
-            return sv_2mortal(newSVpvf("Wide character in recipient (job %" IVdf ")", n));
+    }
+    return fetch_inputs(aTHX_ enc_byte, hash_field(aTHX_ job, "sender"), hash_field(aTHX_ job, "recipients"),
+                        message, SvOK(file) ? file : NULL, n, problem);
+}
+
+/* Lays out one package in the client from its inputs; no caller code runs
+ * here. A message is borrowed until qmtp_run returns, and held still until
+ * the caller's LEAVE. */
+static int fill_package(pTHX_ qmtp_client *c, AV *in)
+{
+    AV *rcpts = in_rcpts(aTHX_ in);
+    SV *file = in_field(aTHX_ in, IN_FILE);
+    STRLEN len;
+    const char *p;
+    SSize_t i;
+    SSize_t last = av_len(rcpts);
+    int rc;
+
+    p = SvPV_nomg(in_field(aTHX_ in, IN_SENDER), len);
+    rc = qmtp_pkg_begin(c, (char)SvIV(in_field(aTHX_ in, IN_ENC)), p, len);
+    for (i = 0; rc == QMTP_OK && i <= last; i++) {
+        p = SvPV_nomg(*av_fetch(rcpts, i, 0), len);
+        rc = qmtp_pkg_recipient(c, p, len);
+    }
+    if (rc == QMTP_OK && SvOK(file)) {
+        rc = qmtp_pkg_file(c, SvPV_nolen(file));
+    } else if (rc == QMTP_OK) {
+        SV *message = in_field(aTHX_ in, IN_MESSAGE);
+
+        if (!(SvPOK(message) && !SvUTF8(message) && !SvMAGICAL(message) && !SvROK(message))) {
+            /* A signal handler changed it after it was read: read it again,
+             * as bytes of a copy, which runs no caller code now. */
+            int wide;
+            SV *bytes = SvMAGICAL(message) || SvROK(message) ? NULL : fetch_bytes(aTHX_ message, &wide);
+            if (bytes == NULL) {
+                croak("Net::QMTP: a message was changed while the send was starting");
+            }
+            av_store(in, IN_MESSAGE, SvREFCNT_inc_simple_NN(bytes));
+            message = bytes;
         }
+        p = SvPV_nomg(message, len);
+        hold_still(aTHX_ c, message, p, len);
+        rc = qmtp_pkg_body(c, p, len);
     }
-    if (!fits_bytes(aTHX_ hash_field(aTHX_ job, "sender"))) {
-        return sv_2mortal(newSVpvf("Wide character in sender (job %" IVdf ")", n));
-    }
-    if (SvOK(hash_field(aTHX_ job, "message")) && !fits_bytes(aTHX_ hash_field(aTHX_ job, "message"))) {
-        return sv_2mortal(newSVpvf("Wide character in message (job %" IVdf ")", n));
-    }
-    return NULL;
+    return rc == QMTP_OK ? qmtp_pkg_end(c) : rc;
 }
 
-/* The encoding byte of a checked job: its own, or the object's. */
-static char job_encoding(pTHX_ HV *job, char default_enc)
-{
-    SV *enc = hash_field(aTHX_ job, "encoding");
-
-    if (!SvOK(enc)) {
-        return default_enc;
-    }
-    return strEQ(SvPV_nolen(enc), "dos") ? '\015' : '\012';
-}
-
-/* Job i's recipients. The jobs were checked, but the caller's code can run
- * since (a signal handler, say): a job that changed must not crash us. */
-static AV *job_rcpts(pTHX_ AV *jobs, SSize_t i)
-{
-    HV *job = job_at(aTHX_ jobs, i);
-    SV *rcpts = job != NULL ? hash_field(aTHX_ job, "recipients") : &PL_sv_undef;
-
-    if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV) {
-        croak("send_many: job %ld was changed while it was being sent", (long)i + 1);
-    }
-    return (AV *)SvRV(rcpts);
-}
-
-/* Lays out a package per job (all checked by job_problem). A job that
- * cannot be laid out (its file cannot be opened, say) is left out, and the
- * others go on. Returns a mortal array: for each job, its package index,
- * or [status, error]. */
-static AV *build_batch(pTHX_ qmtp_client *c, AV *jobs, char default_enc)
+/* Lays out a package per job's inputs. A job that cannot be laid out (its
+ * file cannot be opened, say) is left out, and the others go on. Returns
+ * a mortal array: for each job, its package index, or [status, error]. */
+static AV *build_batch(pTHX_ qmtp_client *c, AV *inputs)
 {
     AV *built = (AV *)sv_2mortal((SV *)newAV());
-    SSize_t njobs = av_len(jobs) + 1;
+    SSize_t njobs = av_len(inputs) + 1;
     SSize_t i;
     IV npkg = 0;
 
     qmtp_batch_reset(c);
     av_extend(built, njobs);
     for (i = 0; i < njobs; i++) {
-        AV *rcpts = job_rcpts(aTHX_ jobs, i);
-        HV *job = job_at(aTHX_ jobs, i);
-        int rc = fill_package(aTHX_ c, job_encoding(aTHX_ job, default_enc), hash_field(aTHX_ job, "sender"),
-                              rcpts, hash_field(aTHX_ job, "message"), hash_field(aTHX_ job, "file"));
+        int rc = fill_package(aTHX_ c, (AV *)SvRV(*av_fetch(inputs, i, 0)));
 
         if (rc == QMTP_OK) {
             av_push(built, newSViv(npkg++));
@@ -577,17 +662,18 @@ static SV *av_elem(pTHX_ AV *av, SSize_t i)
 }
 
 /* For each job, its result as send_many returns it: { result => \%hash or
- * undef, responses => \@list, error => text or undef }. *failed gets
- * [index, status] for each job that was not answered in full. */
-static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *failed)
+ * undef, responses => \@list, error => text or undef }, from the run's
+ * packages and the recipients each had. *failed gets [index, status] for
+ * each job that was not answered in full. */
+static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *inputs, AV *built, AV *failed)
 {
-    AV *out = (AV *)sv_2mortal((SV *)newAV()); /* mortal: job_rcpts may croak */
-    SSize_t njobs = av_len(jobs) + 1;
+    AV *out = (AV *)sv_2mortal((SV *)newAV());
+    SSize_t njobs = av_len(inputs) + 1;
     SSize_t i;
 
     av_extend(out, njobs);
     for (i = 0; i < njobs; i++) {
-        AV *rcpts = job_rcpts(aTHX_ jobs, i);
+        AV *rcpts = in_rcpts(aTHX_ (AV *)SvRV(*av_fetch(inputs, i, 0)));
         SV *b = av_elem(aTHX_ built, i);
         HV *one = newHV();
         int status;
@@ -611,7 +697,7 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *jobs, AV *built, AV *f
                 (void)hv_stores(one, "error", newSV(0));
             } else {
                 (void)hv_stores(one, "result", newSV(0));
-                (void)hv_stores(one, "error", newSVpv(qmtp_errstr(c), 0));
+                (void)hv_stores(one, "error", newSVpv(qmtp_pkg_error(c, p), 0));
             }
             (void)hv_stores(one, "responses", response_list(aTHX_ c, rcpts, first, n));
         }
@@ -644,17 +730,13 @@ static void set_field(pTHX_ HV *hv, const char *key, SV *value)
 
 /* One package, sent and answered: the status, and in *hash (a new
  * reference) the 0.06 result hash, also kept in last (if not NULL) until
- * the next package's answers are due. */
-static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *message, SV *file,
-                    SV *last, SV **hash)
+ * the next package's answers are due. in: from fetch_inputs. */
+static int send_one(pTHX_ qmtp_client *c, AV *in, SV *last, SV **hash)
 {
+    AV *rcpts = in_rcpts(aTHX_ in);
     struct result_build b;
     int rc;
 
-    /* The recipients are read while the answers are due, and a signal
-     * handler may run meanwhile: whatever it does to the object, they stay
-     * alive until the caller's statement ends; the message, see hold_still. */
-    sv_2mortal(SvREFCNT_inc_simple_NN((SV *)rcpts));
     qmtp_batch_reset(c);
     result_build_init(aTHX_ &b, rcpts, 0, (size_t)(av_len(rcpts) + 1));
     if (last != NULL) {
@@ -662,7 +744,7 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
     }
     ENTER;
     b.glue = begin_sending(aTHX_ c);
-    rc = fill_package(aTHX_ c, encoding_byte(aTHX_ enc), sender, rcpts, message, file);
+    rc = fill_package(aTHX_ c, in);
     if (rc == QMTP_OK) {
         rc = qmtp_run_overlapped(c, make_entries_now, &b);
     }
@@ -672,6 +754,23 @@ static int send_one(pTHX_ qmtp_client *c, SV *enc, SV *sender, AV *rcpts, SV *me
         sv_setsv(last, *hash);
     }
     return rc;
+}
+
+/* send()'s inputs from the object's fields, or croaks saying what is
+ * wrong (send() checks them first, so this is for a field set by hand). */
+static AV *object_inputs(pTHX_ qmtp_client *c, SV *enc, SV *sender, SV *rcpts, SV *message, SV *file)
+{
+    STRLEN len;
+    SV *problem;
+    const char *e = SvPV(enc, len);
+    AV *in;
+
+    PERL_UNUSED_ARG(c);
+    in = fetch_inputs(aTHX_ len == 1 ? e[0] : '\0', sender, rcpts, message, file, 0, &problem);
+    if (in == NULL) {
+        croak("Net::QMTP::send: %" SVf, SVfARG(problem));
+    }
+    return in;
 }
 
 /* A client only read from (see sv_to_client): its typemap entry lets a
@@ -704,25 +803,66 @@ _attach(self)
     sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &client_vtbl, (const char *)c, 0);
 
 void
-_configure(c, connect_s, io_s, stall_s, max_response, busy_wait_s)
+_configure(c, connect_s, io_s, stall_s, max_response, busy_wait_s, answers = QMTP_ANSWERS_AUTO)
     qmtp_client *c
     NV connect_s
     NV io_s
     NV stall_s
     UV max_response
     NV busy_wait_s
+    int answers
   CODE:
     qmtp_set_timeouts(c, seconds_to_ms(connect_s), seconds_to_ms(io_s), seconds_to_ms(stall_s));
     qmtp_set_max_response(c, (size_t)max_response);
     qmtp_set_busy_wait(c, busy_wait_s > 0 ? (int64_t)(busy_wait_s * 1e6 + 0.5) : 0);
+    if (qmtp_set_answers(c, answers) != QMTP_OK) {
+        croak("Net::QMTP: %s", qmtp_errstr(c));
+    }
+
+void
+_call_limit(c, seconds)
+    qmtp_client *c
+    SV *seconds
+  CODE:
+    /* Every wait from now on ends within this many seconds in all. */
+    qmtp_set_call_limit(c, SvOK(seconds) && SvNV(seconds) > 0 ? seconds_to_ms(SvNV(seconds)) : 0);
+
+void
+_constants()
+  PPCODE:
+    /* The core's statuses and answering modes, by name, so that Perl never
+     * retypes them. */
+    {
+        static const struct { const char *name; int value; } table[] = {
+            { "E_NOMEM", QMTP_E_NOMEM }, { "E_RESOLVE", QMTP_E_RESOLVE }, { "E_CONNECT", QMTP_E_CONNECT },
+            { "E_IO", QMTP_E_IO }, { "E_TIMEOUT", QMTP_E_TIMEOUT }, { "E_EOF", QMTP_E_EOF },
+            { "E_PROTO", QMTP_E_PROTO }, { "E_TOOBIG", QMTP_E_TOOBIG }, { "E_STATE", QMTP_E_STATE },
+            { "E_ARG", QMTP_E_ARG }, { "E_FILE", QMTP_E_FILE }, { "E_INTR", QMTP_E_INTR },
+            { "E_NOTSENT", QMTP_E_NOTSENT }, { "E_ANSWERS", QMTP_E_ANSWERS },
+            { "ANSWERS_AUTO", QMTP_ANSWERS_AUTO }, { "ANSWERS_RECIPIENT", QMTP_ANSWERS_RECIPIENT },
+            { "ANSWERS_PACKAGE", QMTP_ANSWERS_PACKAGE },
+        };
+        size_t i;
+
+        EXTEND(SP, (SSize_t)(2 * (sizeof table / sizeof table[0])));
+        for (i = 0; i < sizeof table / sizeof table[0]; i++) {
+            mPUSHp(table[i].name, strlen(table[i].name));
+            mPUSHi(table[i].value);
+        }
+    }
 
 int
 _connect(c, host, port)
     qmtp_client *c
-    const char *host
-    const char *port
+    SV *host
+    SV *port
+  PREINIT:
+    const char *h;
+    const char *p;
   CODE:
-    RETVAL = qmtp_connect(c, host, port) == QMTP_OK;
+    h = c_string(aTHX_ host, "host name");
+    p = c_string(aTHX_ port, "port");
+    RETVAL = qmtp_connect(c, h, p) == QMTP_OK;
   OUTPUT:
     RETVAL
 
@@ -731,7 +871,8 @@ _local_addr(c, addr)
     qmtp_client *c
     SV *addr
   CODE:
-    RETVAL = qmtp_set_local_addr(c, SvOK(addr) ? SvPVbyte_nolen(addr) : NULL) == QMTP_OK;
+    SvGETMAGIC(addr);
+    RETVAL = qmtp_set_local_addr(c, SvOK(addr) ? c_string(aTHX_ addr, "LocalAddr") : NULL) == QMTP_OK;
   OUTPUT:
     RETVAL
 
@@ -793,17 +934,21 @@ _send(c, enc, sender, rcpts, message, file)
     qmtp_client *c
     SV *enc
     SV *sender
-    AV *rcpts
+    SV *rcpts
     SV *message
     SV *file
   PREINIT:
     SV *hash;
+    AV *in;
     int rc;
   PPCODE:
-    rc = send_one(aTHX_ c, enc, sender, rcpts, message, file, NULL, &hash);
-    EXTEND(SP, 2);
+    /* Returns the status, the result hash and the recipients as sent. */
+    in = object_inputs(aTHX_ c, enc, sender, rcpts, message, file);
+    rc = send_one(aTHX_ c, in, NULL, &hash);
+    EXTEND(SP, 3);
     mPUSHi(rc);
     mPUSHs(hash);
+    mPUSHs(newRV_inc((SV *)in_rcpts(aTHX_ in)));
 
 void
 _send_usual(self)
@@ -819,82 +964,102 @@ _send_usual(self)
     SV *used;
     IV reused;
     SV *hash;
+    AV *in;
     int rc;
   PPCODE:
     /* send()'s usual case in one call: a message in memory, no Debug, and
      * an open connection within the session limit. Anything else returns
-     * nothing, having changed nothing, and send() takes the long way. */
+     * nothing, having changed nothing but the call limit, and send() takes
+     * the long way. */
     c = sv_to_client(aTHX_ self, "Net::QMTP::send", 0);
     fields = (HV *)SvRV(self);
+    limit = hash_field(aTHX_ fields, "QMTP_TOTAL");
+    qmtp_set_call_limit(c, SvOK(limit) && SvNV(limit) > 0 ? seconds_to_ms(SvNV(limit)) : 0);
     sender = hash_field(aTHX_ fields, "SENDER");
     rcpts = hash_field(aTHX_ fields, "RECIPIENTS");
     message = hash_field(aTHX_ fields, "MESSAGE");
     enc = hash_field(aTHX_ fields, "ENCODING");
     limit = hash_field(aTHX_ fields, "SESSIONLIMIT");
     if (SvTRUE(hash_field(aTHX_ fields, "DEBUG")) || !SvOK(sender) ||
-        !SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0 ||
+        !SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || SvRMAGICAL(SvRV(rcpts)) ||
+        av_len((AV *)SvRV(rcpts)) < 0 ||
         !SvOK(message) || SvTRUE(hash_field(aTHX_ fields, "MSGFILE")) ||
         !SvTRUE(enc) || !SvTRUE(hash_field(aTHX_ fields, "QMTP_WANTED")) ||
         !qmtp_is_open(c) || !SvOK(limit) || past_session_limit(c, SvNV(limit))) {
         XSRETURN_EMPTY;
     }
+    in = object_inputs(aTHX_ c, enc, sender, rcpts, message, NULL);
     /* As send() does on the long way (see there), assigning in place as
      * Perl's $self->{KEY} = ... does. */
     set_field(aTHX_ fields, "QMTP_ERROR", &PL_sv_undef);
-    set_field(aTHX_ fields, "QMTP_SENT_TO", rcpts);
     set_field(aTHX_ fields, "QMTP_RESPONSES", &PL_sv_undef);
     used = *hv_fetchs(fields, "QMTP_USED", 1);
     reused = SvOK(used) ? SvIV(used) : 0;
     sv_setiv(used, reused + 1);
-    rc = send_one(aTHX_ c, enc, sender, (AV *)SvRV(rcpts), message, &PL_sv_undef,
-                  *hv_fetchs(fields, "QMTP_LAST_RESULT", 1), &hash);
+    rc = send_one(aTHX_ c, in, *hv_fetchs(fields, "QMTP_LAST_RESULT", 1), &hash);
+    /* Whatever a signal handler looked at during the send is stale now. */
+    set_field(aTHX_ fields, "QMTP_RESPONSES", &PL_sv_undef);
+    (void)hv_stores(fields, "QMTP_SENT_TO", newRV_inc((SV *)in_rcpts(aTHX_ in)));
+    if (rc == QMTP_OK && qmtp_err(c) != QMTP_OK) {
+        (void)hv_stores(fields, "QMTP_ERROR", newSVpv(qmtp_errstr(c), 0));
+    }
     EXTEND(SP, 3);
     mPUSHi(rc);
     mPUSHs(hash);
     mPUSHi(reused);
 
-SV *
-_check_jobs(jobs)
-    AV *jobs
-  PREINIT:
-    SSize_t i;
-  CODE:
-    /* undef, or what is wrong with the first job that is: send_many()
-     * croaks with it, so that the caller's line is named. */
-    RETVAL = &PL_sv_undef;
-    for (i = 0; i <= av_len(jobs); i++) {
-        SV *problem = job_problem(aTHX_ av_elem(aTHX_ jobs, i), (IV)i + 1);
-        if (problem != NULL) {
-            RETVAL = SvREFCNT_inc(problem);
-            break;
-        }
-    }
-  OUTPUT:
-    RETVAL
-
 void
-_send_many(c, jobs, default_enc)
-    qmtp_client *c
+_prepare_jobs(jobs, default_enc)
     AV *jobs
     SV *default_enc
+  PREINIT:
+    AV *inputs;
+    SSize_t i;
+    SSize_t n;
+    STRLEN len;
+    const char *e;
+  PPCODE:
+    /* Every job read once, checked and turned into bytes (see fetch_inputs):
+     * an array of their inputs for _send_many, or the text of what is
+     * wrong with the first job that is (send_many croaks with it, so that
+     * the caller's line is named). */
+    e = SvPV(default_enc, len);
+    inputs = (AV *)sv_2mortal((SV *)newAV());
+    n = av_len(jobs) + 1;
+    av_extend(inputs, n);
+    for (i = 0; i < n; i++) {
+        SV *problem;
+        AV *in = job_inputs(aTHX_ av_elem(aTHX_ jobs, i), (IV)i + 1, len == 1 ? e[0] : '\012', &problem);
+        if (in == NULL) {
+            XPUSHs(problem);
+            XSRETURN(1);
+        }
+        av_push(inputs, newRV_inc((SV *)in));
+    }
+    XPUSHs(sv_2mortal(newRV_inc((SV *)inputs)));
+
+void
+_send_many(c, inputs)
+    qmtp_client *c
+    AV *inputs
   PREINIT:
     struct glue *g;
     AV *built;
     AV *failed;
     int rc;
   PPCODE:
-    /* jobs: the caller's job hashes, checked by _check_jobs. Returns the
+    /* inputs: from _prepare_jobs (a subset of them, in order). Returns the
      * run's status, the results in send_many's form, and [index, status]
      * of the jobs not answered in full. */
     ENTER;
     g = begin_sending(aTHX_ c);
-    built = build_batch(aTHX_ c, jobs, encoding_byte(aTHX_ default_enc));
+    built = build_batch(aTHX_ c, inputs);
     rc = qmtp_pkg_count(c) > 0 ? qmtp_run_overlapped(c, let_messages_change, g) : QMTP_OK;
     LEAVE;
     failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
     mPUSHi(rc);
-    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, jobs, built, failed)));
+    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, inputs, built, failed)));
     mPUSHs(newRV_inc((SV *)failed));
 
 int

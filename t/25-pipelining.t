@@ -474,7 +474,7 @@ case 'drop after 3 answered packages: the rest are deferrals, not sent again' =>
 	my @jobs = simple_jobs(10, 'drop');
 	my ($res, $t, $died) = timed_send_many($q, @jobs);
 	is($died, '', 'send_many does not die');
-	is($q->error, undef, 'error() undef');
+	like($q->error // '', qr/closed by the server/, 'error() says what happened to the answers');
 	my $why = qr/\Ano response received: .*closed by the server/;
 	results_ok($res, [
 		(map { entry([ [ "r$_\@drop", 'K', "c0 answered $_", 1, 0 ] ]) } 1 .. 3),
@@ -689,27 +689,46 @@ case 'once-per-package server, mode unknown at first: 10 jobs of 3' => 30 => sub
 			$c->respond("Kc$n p$p <$pkg->{sender}> " . length $pkg->{message}) or last;
 		}
 	});
-	my $q = client($srv);
 	my @jobs = map {
 		{ sender => "s$_\@once", recipients => [ "a$_\@once", "b$_\@once", "c$_\@once" ],
 		  message => "Subject: once $_\n\n" . ('o' x $_) . "\n" }
 	} 1 .. 10;
+	# Unknown, 'auto': a connection shows how the server answers only by
+	# hanging up after one answer and the half-close, so every job of
+	# several recipients has a connection of its own; the first waits
+	# HalfCloseAfter, the others half-close at once.
+	my $q = client($srv);
 	my ($res, $t, $died) = timed_send_many($q, @jobs);
 	is($died, '', 'send_many does not die');
 	is($q->error, undef, 'error() undef');
-	my @want;
-	for my $j (1 .. 10) {
-		my ($conn, $p) = $j == 1 ? (0, 1) : (1, $j - 1);
-		my $text = "c$conn p$p <s$j\@once> " . length $jobs[ $j - 1 ]{message};
-		push @want, entry([ map { [ $_, 'K', $text, 1, 1 ] } @{ $jobs[ $j - 1 ]{recipients} } ]);
-	}
+	my @want = map {
+		my $j = $_;
+		my $text = "c" . ($j - 1) . " p1 <s$j\@once> " . length $jobs[ $j - 1 ]{message};
+		entry([ map { [ $_, 'K', $text, 1, 1 ] } @{ $jobs[ $j - 1 ]{recipients} } ]);
+	} 1 .. 10;
 	results_ok($res, \@want, 'once per package');
 	cmp_ok($t, '<', 3, 'within 3 s');
 	note(sprintf 'took %.3f s', $t);
-	is($srv->connections, 2, 'two connections: one to learn, one for the rest');
-	is_bytes($srv->received(0), job_package($jobs[0], "\012"), 'connection 0: job 1 alone');
-	is_bytes($srv->received(1), join('', map { job_package($_, "\012") } @jobs[1 .. 9]),
-		'connection 1: jobs 2 to 10');
+	is($srv->connections, 10, 'ten connections: each job alone, its hang-up confirming it');
+	is_bytes($srv->received($_ - 1), job_package($jobs[ $_ - 1 ], "\012"), "connection @{[ $_ - 1 ]}: job $_ alone")
+		for 1 .. 10;
+
+	# Declared: every job pipelined on one connection, no waiting.
+	my $before = $srv->connections;
+	my $d = client($srv, Answers => 'package');
+	($res, $t, $died) = timed_send_many($d, @jobs);
+	is($died, '', 'declared: send_many does not die');
+	is($d->error, undef, 'declared: error() undef');
+	@want = map {
+		my $j = $_;
+		my $text = "c$before p$j <s$j\@once> " . length $jobs[ $j - 1 ]{message};
+		entry([ map { [ $_, 'K', $text, 1, 1 ] } @{ $jobs[ $j - 1 ]{recipients} } ]);
+	} 1 .. 10;
+	results_ok($res, \@want, 'declared once per package');
+	is($srv->connections, $before + 1, 'declared: one connection');
+	is_bytes($srv->received($before), join('', map { job_package($_, "\012") } @jobs),
+		'declared: every job on it, in order');
+	cmp_ok($t, '<', 0.4, 'declared: no half-close wait');
 };
 
 case 'once-per-package server: single-recipient jobs before the first multi-recipient one' => 30 => sub {
@@ -730,12 +749,14 @@ case 'once-per-package server: single-recipient jobs before the first multi-reci
 	my ($res, $t, $died) = timed_send_many($q, @jobs);
 	is($died, '', 'send_many does not die');
 	is($q->error, undef, 'error() undef');
-	# Jobs 1-3 go on connection 0 (nothing may follow job 3, several
-	# recipients, until it is answered); its one answer and the hang-up
-	# after the half-close teach the mode; jobs 4-8 go on connection 1.
+	# Nothing may follow a job of several recipients on its connection
+	# until it is answered, and its one answer is confirmed by the hang-up
+	# after the half-close: connection 0 carries jobs 1-3, then 4, 5-6 and
+	# 7-8 go on connections of their own.
+	my %at = (1 => [0, 1], 2 => [0, 2], 3 => [0, 3], 4 => [1, 1], 5 => [2, 1], 6 => [2, 2], 7 => [3, 1], 8 => [3, 2]);
 	is(ref $res, 'ARRAY', 'results') or return;
 	for my $j (1 .. @n) {
-		my ($conn, $p) = $j <= 3 ? (0, $j) : (1, $j - 3);
+		my ($conn, $p) = @{ $at{$j} };
 		my $e = $res->[ $j - 1 ] || {};
 		is($e->{error}, undef, "job $j: error undef");
 		is_deeply($e->{result}, { map { $_ => "success: c$conn p$p <s$j\@mix>" } @{ $jobs[ $j - 1 ]{recipients} } },
@@ -748,9 +769,9 @@ case 'once-per-package server: single-recipient jobs before the first multi-reci
 			if @r > 1 || $j > 3;    # before the mode was known a lone answer may read either way
 	}
 	cmp_ok($t, '<', 3, 'within 3 s');
-	is($srv->connections, 2, 'two connections');
-	is_bytes($srv->received(1), join('', map { job_package($_, "\012") } @jobs[3 .. 7]),
-		'connection 1: jobs 4 to 8');
+	is($srv->connections, 4, 'four connections');
+	is_bytes($srv->received(2), join('', map { job_package($_, "\012") } @jobs[4 .. 5]),
+		'connection 2: jobs 5 and 6');
 };
 
 # ---------------------------------------------------------------------
@@ -977,7 +998,7 @@ case 'no answer at all: every recipient a deferral, nothing sent again' => 30 =>
 	my @jobs = map { { sender => "s$_\@mute", recipients => [ map { "r$_\@mute" } 1 .. $_ ], message => "mute $_\n" } } 1, 1, 2;
 	my ($res, $t, $died) = timed_send_many($q, @jobs);
 	is($died, '', 'send_many does not die');
-	is($q->error, undef, 'error() undef');
+	like($q->error // '', qr/timed out/, 'error() says what happened to the answers');
 	my $why = qr/\Ano response received: .*timed out/;
 	results_ok($res, [ map { entry([ map { [ $_, 'Z', $why, 0, 0 ] } @{ $_->{recipients} } ]) } @jobs ],
 		'never answered');
