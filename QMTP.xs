@@ -115,6 +115,29 @@ static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func, int reading)
     return c;
 }
 
+/* Keeps sv alive until the caller's statement ends: every value taken
+ * from the caller's containers is held so before any caller code runs
+ * (a FETCH or an overload can empty the hash or array it came from). */
+static SV *hold(pTHX_ SV *sv)
+{
+    return sv_2mortal(SvREFCNT_inc_simple_NN(sv));
+}
+
+/* sv's value, its get-magic run once: a tied or magical value becomes a
+ * plain mortal copy, so that reading it again runs no caller code. */
+static SV *fetched(pTHX_ SV *sv)
+{
+    SV *copy;
+
+    SvGETMAGIC(sv);
+    if (!SvGMAGICAL(sv)) {
+        return sv;
+    }
+    copy = sv_newmortal();
+    sv_setsv_flags(copy, sv, 0);
+    return copy;
+}
+
 /* The caller's values are read once, at the start of a send, and turned
  * into bytes there: get-magic (a tie's FETCH) and string overloads, the
  * caller's code, run then and never again, before any buffer is borrowed.
@@ -444,25 +467,34 @@ static AV *fetch_inputs(pTHX_ char enc, SV *sender, SV *rcpts, SV *message, SV *
         snprintf(where, sizeof where, " (job %" IVdf ")", job);
     }
     *problem = NULL;
-    SvGETMAGIC(rcpts);
+    hold(aTHX_ sender);
+    hold(aTHX_ rcpts);
+    if (message != NULL) {
+        hold(aTHX_ message);
+    }
+    if (file != NULL) {
+        hold(aTHX_ file);
+    }
+    rcpts = fetched(aTHX_ rcpts);
     if (!SvROK(rcpts) || SvTYPE(SvRV(rcpts)) != SVt_PVAV || av_len((AV *)SvRV(rcpts)) < 0) {
         *problem = sv_2mortal(job > 0 ? newSVpvf("send_many: job %" IVdf ": recipients must be a non-empty array reference", job)
                                       : newSVpvs("no recipient"));
         return NULL;
     }
-    given = (AV *)SvRV(rcpts);
+    given = (AV *)hold(aTHX_ SvRV(rcpts));
     n = av_len(given) + 1; /* counted once: the package has these */
     av_extend(list, n - 1);
     for (i = 0; i < n; i++) {
         SV **r = av_fetch(given, i, 0);
-        bytes = r != NULL ? fetch_bytes(aTHX_ *r, &wide) : (wide = 0, NULL);
+        SV *elem = r != NULL ? hold(aTHX_ *r) : NULL;
+        bytes = elem != NULL ? fetch_bytes(aTHX_ elem, &wide) : (wide = 0, NULL);
         if (bytes == NULL) {
             *problem = sv_2mortal(wide ? newSVpvf("Wide character in recipient%s: encode it to bytes first", where)
                                   : job > 0 ? newSVpvf("send_many: job %" IVdf ": undefined recipient", job)
                                   : newSVpvs("Undefined recipient"));
             return NULL;
         }
-        av_push(list, bytes == *r ? newSVsv(bytes) : SvREFCNT_inc_simple_NN(bytes));
+        av_push(list, bytes == elem ? newSVsv(bytes) : SvREFCNT_inc_simple_NN(bytes));
     }
     bytes = fetch_bytes(aTHX_ sender, &wide);
     if (bytes == NULL) {
@@ -474,7 +506,7 @@ static AV *fetch_inputs(pTHX_ char enc, SV *sender, SV *rcpts, SV *message, SV *
     av_store(in, IN_SENDER, bytes == sender ? newSVsv(bytes) : SvREFCNT_inc_simple_NN(bytes));
     av_store(in, IN_RCPTS, newRV_inc((SV *)list));
     av_store(in, IN_ENC, newSViv(enc));
-    if (file != NULL && (SvGETMAGIC(file), SvOK(file))) {
+    if (file != NULL && SvOK(file = fetched(aTHX_ file))) {
         STRLEN len;
         const char *p;
 
@@ -536,6 +568,8 @@ static AV *job_inputs(pTHX_ SV *job_sv, IV n, char default_enc, SV **problem)
     SV *enc;
     SV *message;
     SV *file;
+    SV *sender;
+    SV *rcpts;
     char enc_byte = default_enc;
 
     SvGETMAGIC(job_sv);
@@ -543,7 +577,7 @@ static AV *job_inputs(pTHX_ SV *job_sv, IV n, char default_enc, SV **problem)
         *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf " is not a hash reference", n));
         return NULL;
     }
-    job = (HV *)SvRV(job_sv);
+    job = (HV *)hold(aTHX_ SvRV(job_sv));
     hv_iterinit(job);
     while ((he = hv_iternext(job)) != NULL) {
         I32 len;
@@ -557,16 +591,19 @@ static AV *job_inputs(pTHX_ SV *job_sv, IV n, char default_enc, SV **problem)
         *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf ": unknown key '%" SVf "'", n, SVfARG(unknown)));
         return NULL;
     }
-    message = hash_field(aTHX_ job, "message");
-    file = hash_field(aTHX_ job, "file");
-    SvGETMAGIC(message);
-    SvGETMAGIC(file);
+    /* Every field is taken, and held, before any of them is read. */
+    message = hold(aTHX_ hash_field(aTHX_ job, "message"));
+    file = hold(aTHX_ hash_field(aTHX_ job, "file"));
+    enc = hold(aTHX_ hash_field(aTHX_ job, "encoding"));
+    sender = hold(aTHX_ hash_field(aTHX_ job, "sender"));
+    rcpts = hold(aTHX_ hash_field(aTHX_ job, "recipients"));
+    message = fetched(aTHX_ message);
+    file = fetched(aTHX_ file);
     if (SvOK(message) == SvOK(file)) {
         *problem = sv_2mortal(newSVpvf("send_many: job %" IVdf ": give exactly one of message and file", n));
         return NULL;
     }
-    enc = hash_field(aTHX_ job, "encoding");
-    SvGETMAGIC(enc);
+    enc = fetched(aTHX_ enc);
     if (SvOK(enc)) {
         STRLEN len;
         const char *p = SvPV_nomg(enc, len);
@@ -580,8 +617,7 @@ static AV *job_inputs(pTHX_ SV *job_sv, IV n, char default_enc, SV **problem)
             return NULL;
         }
     }
-    return fetch_inputs(aTHX_ enc_byte, hash_field(aTHX_ job, "sender"), hash_field(aTHX_ job, "recipients"),
-                        message, SvOK(file) ? file : NULL, n, problem);
+    return fetch_inputs(aTHX_ enc_byte, sender, rcpts, message, SvOK(file) ? file : NULL, n, problem);
 }
 
 /* Lays out one package in the client from its inputs; no caller code runs
