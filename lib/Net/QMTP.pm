@@ -5,6 +5,7 @@ use strict;
 use warnings;
 
 use Carp qw(carp croak);
+use Scalar::Util ();
 
 our $VERSION = '1.00';
 
@@ -17,16 +18,25 @@ sub CLONE_SKIP { 1 }
 
 my %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
 
-# Statuses from c_src/qmtp.h that the Perl side acts on. A package that was
-# not written in full was not delivered (a server discards it), so these
-# are safe to send again on a new connection.
-my $NOT_BEGUN = -13;                          # QMTP_E_NOTSENT
-my %RESEND = map { $_ => 1 } -4, -6, $NOT_BEGUN; # and QMTP_E_IO, QMTP_E_EOF
+# Statuses and modes from c_src/qmtp.h, as the core defines them.
+my %CORE = _constants();
+
+# A package that was not written in full was not delivered (a server
+# discards it), so these are safe to send again on a new connection;
+# except after a timeout (see send_many).
+my $NOT_BEGUN = $CORE{E_NOTSENT};
+my $TIMED_OUT = $CORE{E_TIMEOUT};
+my %RESEND = map { $_ => 1 } @CORE{qw(E_IO E_EOF E_NOTSENT)};
 my %ENCODING = (unix => "\012", dos => "\015");
+my %ANSWERS = (
+    auto      => $CORE{ANSWERS_AUTO},
+    recipient => $CORE{ANSWERS_RECIPIENT},
+    package   => $CORE{ANSWERS_PACKAGE},
+);
 
 my %OPTION = map { $_ => 1 } qw(
     Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse LocalAddr
-    BusyWait
+    BusyWait Answers TotalTimeout
 );
 
 sub new {
@@ -53,18 +63,22 @@ sub new {
         CONNECTTIME  => undef,
         SESSIONLIMIT => 3600,
         QMTP_IO_TIMEOUT => 120,
+        QMTP_TOTAL      => undef,
         QMTP_HALFCLOSE  => 0.5,
         QMTP_MAXRESP    => 65536,
         QMTP_BUSYWAIT   => 0.00005,
+        QMTP_ANSWERS    => 'auto',
+        QMTP_LOCALADDR  => undef,
         QMTP_ERROR      => undef,
         QMTP_RESPONSES  => [],
         QMTP_WANTED     => 0,
     }, $class;
     _attach($self);
 
-    $self->{PORT} = _check_port($args{Port}) if $args{Port};
+    $self->{PORT} = _check_port($args{Port}, 'Port') if defined $args{Port};
     $self->{TIMEOUT} = _seconds('ConnectTimeout', $args{ConnectTimeout}) if $args{ConnectTimeout};
     $self->{QMTP_IO_TIMEOUT} = _seconds('Timeout', $args{Timeout}) if defined $args{Timeout};
+    $self->{QMTP_TOTAL} = _seconds('TotalTimeout', $args{TotalTimeout}) if defined $args{TotalTimeout};
     $self->{SESSIONLIMIT} = _seconds('SessionLimit', $args{SessionLimit}) if defined $args{SessionLimit};
     $self->{QMTP_HALFCLOSE} = _seconds('HalfCloseAfter', $args{HalfCloseAfter})
         if defined $args{HalfCloseAfter};
@@ -79,13 +93,24 @@ sub new {
             or croak "BusyWait must be a number of seconds from 0 to 0.01, not '$v'";
         $self->{QMTP_BUSYWAIT} = $v + 0;
     }
+    if (defined $args{Answers}) {
+        my $v = $args{Answers};
+        !ref $v && exists $ANSWERS{$v}
+            or croak "Answers must be 'auto', 'recipient' or 'package', not '" . _printable("$v") . "'";
+        $self->{QMTP_ANSWERS} = $v;
+    }
     if (defined $args{LocalAddr}) {
-        length $args{LocalAddr} && $args{LocalAddr} !~ /\s/
-            or croak "LocalAddr must be a host name or address, not '$args{LocalAddr}'";
-        _local_addr($self, $args{LocalAddr});
+        my $v = $args{LocalAddr};
+        index($v, "\0") < 0
+            or croak "LocalAddr '" . _printable($v) . "' contains a NUL byte";
+        length $v && $v !~ /\s/
+            or croak "LocalAddr must be a host name or address, not '$v'";
+        $self->{QMTP_LOCALADDR} = $v;
+        _local_addr($self, $v);
     }
     $self->_configure_core;
-    $self->_debug("Net::QMTP $VERSION, server " . (ref $server ? join(', ', @$server) : $server));
+    $self->_debug("Net::QMTP $VERSION, server " . (ref $server ? join(', ', @$server) : $server)
+        . ", answers $self->{QMTP_ANSWERS}");
 
     unless ($args{DeferConnect}) {
         unless ($self->reconnect) {
@@ -97,21 +122,27 @@ sub new {
 }
 
 # A server is a host (name or address, optionally with a port), a Unix
-# socket path, or a list of those to try in turn.
+# socket path, or a list of those to try in turn. Everything that can be
+# checked without the network is checked here, at the caller's line: a
+# NUL byte would cut the name short in C, and a port out of range would
+# be wrapped into another one.
 sub _check_servers {
     my ($server) = @_;
     my @list = ref $server eq 'ARRAY' ? @$server : ($server);
     croak 'No server specified in constructor' unless @list;
     for (@list) {
         croak 'Each server must be a non-empty string' unless defined && !ref && length;
+        croak "Server '" . _printable($_) . "' contains a NUL byte" if index($_, "\0") >= 0;
+        my (undef, $port) = _split_server($_);
+        _check_port($port, "The port in server '$_'") if defined $port;
     }
 }
 
 sub _check_port {
-    my ($port) = @_;
+    my ($port, $what) = @_;
     return $port if $port =~ /\A[0-9]+\z/ && $port >= 1 && $port <= 65535;
     return $port if $port =~ /\A[A-Za-z][A-Za-z0-9-]*\z/; # a service name, e.g. 'qmtp'
-    croak "Port must be a number from 1 to 65535 or a service name, not '$port'";
+    croak "$what must be a number from 1 to 65535 or a service name, not '" . _printable($port) . "'";
 }
 
 # A plain non-negative number: 2, 0.5, .25, 1e-3 (no sign, no "inf").
@@ -129,7 +160,23 @@ sub _seconds {
 sub _configure_core {
     my $self = shift;
     _configure($self, $self->{TIMEOUT} || 120, $self->{QMTP_IO_TIMEOUT},
-        $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP}, $self->{QMTP_BUSYWAIT});
+        $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP}, $self->{QMTP_BUSYWAIT},
+        $ANSWERS{ $self->{QMTP_ANSWERS} });
+}
+
+# Under taint mode (-T), what core Perl's connect and open would refuse is
+# refused here too, with their words: the C core cannot see taint. Under
+# -t it is a warning, as in core Perl.
+sub _insecure {
+    my ($op, @values) = @_;
+    return unless ${^TAINT};
+    for (@values) {
+        next unless defined && Scalar::Util::tainted($_);
+        my $why = "Insecure dependency in $op while running with -T switch";
+        croak $why if ${^TAINT} > 0;
+        carp $why;
+        return;
+    }
 }
 
 # Byte strings only: a netstring's length counts bytes.
@@ -220,6 +267,8 @@ sub message_from_file {
         return undef;
     }
     my $file = shift or return $self->{MSGFILE};
+    croak "message_from_file: file name '" . _printable($file) . "' contains a NUL byte"
+        if index($file, "\0") >= 0;
     $self->{MSGFILE} = _bytes('file name', $file);
     return $self->{MSGFILE};
 }
@@ -269,23 +318,40 @@ sub responses {
     return $self->{QMTP_RESPONSES} = \@list;
 }
 
-sub _server_and_port {
-    my ($self, $server) = @_;
-    return ($server, $self->{PORT}) if $server =~ m{\A/};  # a Unix socket path
-    return ($1, defined $2 ? $2 : $self->{PORT}) if $server =~ /\A\[([^\]]+)\](?::([^:]+))?\z/;
+# HOST, or HOST:PORT, [V6]:PORT, [V6]; the port is undef when none is
+# given. A Unix socket path and a bare IPv6 address have none.
+sub _split_server {
+    my ($server) = @_;
+    return ($server, undef) if $server =~ m{\A/};  # a Unix socket path
+    return ($1, $2) if $server =~ /\A\[([^\]]+)\](?::([^:]+))?\z/;
     return ($1, $2) if $server =~ /\A([^:]*):([^:]+)\z/;
-    return ($server, $self->{PORT}); # a name, an IPv4 address or a bare IPv6 address
+    return ($server, undef); # a name, an IPv4 address or a bare IPv6 address
 }
 
+# Connecting is one of the calls TotalTimeout bounds: reconnect() starts
+# the limit; the reconnects a send makes by itself (_reconnect) go on
+# within the send's own.
 sub reconnect {
     my $self = shift;
     _close($self); # first: it dies in a handler during a send (see SIGNALS)
+    _call_limit($self, $self->{QMTP_TOTAL} || 0);
+    return $self->_reconnect;
+}
+
+sub _reconnect {
+    my $self = shift;
+    _close($self);
     $self->{QMTP_ERROR} = undef;
     $self->{QMTP_WANTED} = 0;
     my @servers = ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
     my @why;
     for my $server (@servers) {
-        my ($host, $port) = $self->_server_and_port($server);
+        my ($host, $port) = _split_server($server);
+        # Taint is checked on what was given: the parts come from a
+        # pattern match, which untaints.
+        _insecure('connect', $server, (defined $port || $host =~ m{\A/} ? () : $self->{PORT}),
+            $self->{QMTP_LOCALADDR});
+        $port = $self->{PORT} unless defined $port;
         $self->_debug($host =~ m{\A/} ? "connecting to unix socket $host" : "connecting to $host port $port");
         last if _connect($self, $host, "$port");
         push @why, (_error($self))[1];
@@ -329,7 +395,7 @@ sub _ready_connection {
 sub _auto_reconnect {
     my ($self, $why) = @_;
     $self->_debug("reconnecting: $why");
-    return 1 if $self->reconnect;
+    return 1 if $self->_reconnect;
     $self->{QMTP_WANTED} = 1;
     return undef;
 }
@@ -338,7 +404,9 @@ sub send {
     my $self = shift;
     # The usual case (message in memory, no Debug, connection ready) is
     # checked and sent by one XS call, which does nothing and returns
-    # nothing when any of that is not so; then the long way below.
+    # nothing when any of that is not so; then the long way below. Either
+    # way it starts this call's TotalTimeout, and when it sends it keeps
+    # what send() keeps below (error, recipients as sent, responses).
     my ($status, $by_rcpt, $reused) = _send_usual($self);
     return $by_rcpt if defined $status && $status == 0;
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
@@ -349,17 +417,13 @@ sub send {
         defined $self->{MESSAGE} || $file
             or return $self->_not_sent('no message: call message() or message_from_file() first');
         $self->{ENCODING} or return $self->_not_sent('no encoding: call encoding() first');
+        _insecure('open', $file);
         $self->_ready_connection or return $self->_not_sent($self->{QMTP_ERROR});
         $self->_debug_package($self->{ENCODING}, $self->{SENDER}, $self->{RECIPIENTS},
             $self->{MESSAGE}, $file) if $self->{DEBUG};
-        # Recipients are only ever appended to or replaced, never changed in
-        # place, so keeping this array keeps the ones this send went to.
-        $self->{QMTP_SENT_TO} = $self->{RECIPIENTS};
-        $self->{QMTP_RESPONSES} = undef; # built from the client on demand
         $self->{QMTP_LAST_RESULT} = undef; # only the usual case keeps it (see _send_usual)
         $reused = $self->{QMTP_USED}++;
-        ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
-            $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+        ($status, $by_rcpt) = $self->_send_one($file);
     }
     if ($status < 0 && $RESEND{$status} && ($reused || $status == $NOT_BEGUN)) {
         # The connection was unusable before the message began (closed by
@@ -368,17 +432,34 @@ sub send {
         # delivered, so it goes again, once, on a new connection.
         if ($self->_auto_reconnect((_error($self))[1])) {
             $self->{QMTP_USED} = 1;
-            ($status, $by_rcpt) = _send($self, $self->{ENCODING}, $self->{SENDER},
-                $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+            ($status, $by_rcpt) = $self->_send_one($file);
         }
     }
     $self->_debug_answers if $self->{DEBUG};
+    my ($code, $why) = _error($self);
     if ($status < 0) {
-        my ($code, $why) = _error($self);
         carp $why if $file && $why =~ /\AFile '|\ACannot \w+ file '/;
         return $self->_fail($why);
     }
+    # Written in full, but something happened to the answers (the server
+    # hung up, stalled, or answered what does not fit): the hash says what
+    # each recipient got, error() what happened.
+    $self->_fail($why) if $code;
     return $by_rcpt;
+}
+
+# One run of the object's package. What responses() speaks of is the
+# recipients as they went out (not the caller's array, which a signal
+# handler may have changed meanwhile), and nothing a handler built from
+# the results mid-send.
+sub _send_one {
+    my ($self, $file) = @_;
+    $self->{QMTP_RESPONSES} = undef;
+    my ($status, $by_rcpt, $sent_to) = _send($self, $self->{ENCODING}, $self->{SENDER},
+        $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+    $self->{QMTP_SENT_TO} = $sent_to;
+    $self->{QMTP_RESPONSES} = undef; # built from the client on demand
+    return ($status, $by_rcpt);
 }
 
 # send() returns undef before anything was sent: responses() is empty.
@@ -391,10 +472,12 @@ sub _not_sent {
 sub send_many {
     my $self = shift;
     my @jobs = @_ == 1 && ref $_[0] eq 'ARRAY' ? @{ $_[0] } : @_;
+    _call_limit($self, $self->{QMTP_TOTAL} || 0);
     $self->{QMTP_ERROR} = undef;
     @jobs or return $self->_fail('no jobs: send_many needs at least one');
-    # Every job is checked (in XS: this runs per job of a pipelined batch)
-    # before anything is sent; the croak names the caller's line.
+    # Every job is read once, checked and turned into bytes (in XS, a
+    # tainted file name refused too) before anything is sent; the croak
+    # names the caller's line.
     my $inputs = _prepare_jobs(\@jobs, $self->{ENCODING});
     croak $inputs unless ref $inputs;
     $self->_ready_connection or return undef;
@@ -404,8 +487,9 @@ sub send_many {
     $self->responses unless $self->{QMTP_RESPONSES};
 
     my @results;
+    my $lost; # what happened to answers after their packages were written
     my @todo = (0 .. $#jobs);
-    while (@todo) {
+    for (my $round = 1; @todo; $round++) {
         if ($self->{DEBUG}) {
             for my $job (@jobs[@todo]) {
                 my $enc = defined $job->{encoding} ? $ENCODING{ $job->{encoding} } : $self->{ENCODING};
@@ -413,28 +497,42 @@ sub send_many {
             }
         }
         my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ]);
+        my ($code, $why) = _error($self);
         $self->_debug_answers if $self->{DEBUG};
         @results[@todo] = @$out;
+        $lost = $why if $status == 0 && $code != 0 && !defined $lost;
         last unless @$failed;
         # What stopped this round, if anything: the jobs after it were not
         # begun, and their error says so.
         my ($stopper) = grep { $_->[1] != $NOT_BEGUN } @$failed;
         my $stopped_by = $stopper && 'message ' . ($todo[ $stopper->[0] ] + 1)
             . " failed ($out->[ $stopper->[0] ]{error})";
+        # A server too slow for one message would be as slow for the next:
+        # after a timeout (Timeout, or the call's TotalTimeout) nothing is
+        # sent again.
+        my $timed_out = $code == $TIMED_OUT || grep { $_->[1] == $TIMED_OUT } @$failed;
+        my $timed_out_how = $stopper && $stopper->[1] == $TIMED_OUT
+            ? 'while sending message ' . ($todo[ $stopper->[0] ] + 1) . " ($out->[ $stopper->[0] ]{error})"
+            : $stopper ? "after $stopped_by" : "($why)";
         my @again;
         for (@$failed) {
             my ($k, $st) = @$_;
             my $res = $out->[$k];
-            if ($st == $NOT_BEGUN && defined $stopper) {
+            if ($st == $NOT_BEGUN && $timed_out) {
+                $res->{error} = "not sent: the connection timed out $timed_out_how";
+            } elsif ($st == $NOT_BEGUN && defined $stopper) {
                 $res->{error} = "not sent: the connection was closed after $stopped_by";
             } elsif ($RESEND{$st} && $res->{error} !~ /^not sent/) {
                 $res->{error} = "not sent: $res->{error}";
             }
-            push @again, $todo[$k] if $RESEND{$st};
+            push @again, $todo[$k] if $RESEND{$st} && !$timed_out;
         }
         # Jobs not written in full are safe to send again on a new
-        # connection, as long as each round gets some sent.
-        last if !@again || @again == @todo;
+        # connection, as long as each round gets some sent; and once when
+        # the first round could begin none (the server had closed the
+        # connection while it was idle).
+        last if !@again;
+        last if @again == @todo && ($round > 1 || defined $stopper);
         $self->_debug('sending ' . @again . ' jobs again on a new connection');
         if (!$self->_ready_connection) {
             $results[$_]{error} = 'not sent: ' . $self->error for @again;
@@ -442,6 +540,7 @@ sub send_many {
         }
         @todo = @again;
     }
+    $self->{QMTP_ERROR} = $lost if defined $lost && !defined $self->{QMTP_ERROR};
     return \@results;
 }
 
@@ -568,7 +667,9 @@ OPTIONS are name/value pairs:
 
 =item Port
 
-TCP port (number or service name) used when C<HOST> names none. Default 209.
+TCP port (number from 1 to 65535, or service name) used when C<HOST>
+names none. Default 209. Anything else dies, C<0> included; so does a
+port out of range in C<HOST> (C<host:70000>), at C<new()> or C<server()>.
 
 =item ConnectTimeout
 
@@ -578,7 +679,22 @@ Seconds to wait for each address to accept the connection. Default 120.
 
 Inactivity timeout in seconds, fractions allowed, for every read and
 write: a wait ends when nothing moved for this long, while a slow but
-moving transfer is never cut. Default 120 (libnet's convention).
+moving transfer is never cut. Default 120 (libnet's convention). A
+server that sends one byte just inside every C<Timeout> is moving, so
+C<Timeout> alone does not bound a call; C<TotalTimeout> does.
+
+=item TotalTimeout
+
+Seconds, fractions allowed, that one call may take in all, however the
+server trickles: C<new()> (its connection), C<reconnect()>, C<send()> and
+C<send_many()> each start the limit afresh, and every wait within the
+call (connecting, a reconnect the call makes by itself, writing, waiting
+for answers) ends by then. A message whose limit runs out before it was
+written in full is not sent; one written in full gets a C<deferral: > for
+each recipient still unanswered, and C<error()> says the call limit was
+reached. No limit by default. It is the limit for callers that must not
+wait longer, whatever the server does; C<Timeout> is still what notices a
+server that stopped.
 
 =item DeferConnect
 
@@ -599,13 +715,20 @@ replaced by a new one before the next message starts.
 =item HalfCloseAfter
 
 Seconds to wait, once some but not all answers of a message have come,
-before concluding that the server answers once per message. Default 0.5.
-See L</"SERVERS THAT ANSWER ONCE PER MESSAGE">.
+before closing the writing side of the connection to see whether the
+server answers once per message. Default 0.5. Not used with C<Answers
+=E<gt> 'package'>. See L</"SERVERS THAT ANSWER ONCE PER MESSAGE">.
 
 =item MaxResponse
 
 The longest answer accepted from the server, in bytes (default 65536);
-a longer one is treated as a protocol violation.
+a longer one is treated as a protocol violation. The text of all the
+answers of one C<send()> or C<send_many()> round is kept up to
+16 MiB (or C<MaxResponse>, if larger) plus 1 KiB per recipient in all
+(so 100,000 recipients keep at most about 114 MiB, not 100,000 times
+C<MaxResponse>); an answer
+beyond that is a C<deferral: > saying so ("no response kept: the server's
+answers exceeded the text limit of this send"), since its text is lost.
 
 =item BusyWait
 
@@ -626,6 +749,19 @@ do during a sleep.
 The local address (name or numeric) to connect from. Addresses of the
 server of another family (IPv6 when LocalAddr is IPv4) are skipped.
 
+=item Answers
+
+How the server answers a message with several recipients: C<'auto'>
+(the default), C<'recipient'> or C<'package'>; anything else dies. QMTP
+has the server answer once per recipient (qmail-qmtpd does); mailfront
+answers once per message. C<'package'> declares the latter: each
+message's one answer stands for all of its recipients (marked
+C<per_package> in C<responses()>), messages are pipelined, and nothing
+waits: use it for mailfront. C<'recipient'> declares the former, strictly:
+answers are matched one per recipient, and one answer is never taken for
+a whole message. C<'auto'> finds out on each connection, at a cost; see
+L</"SERVERS THAT ANSWER ONCE PER MESSAGE"> for exactly what it infers.
+
 =back
 
 =head1 METHODS
@@ -644,7 +780,9 @@ empty list when there are none). Order and duplicates are kept.
 =head2 server(HOST), server()
 
 Sets or returns the server (or list of servers, as in C<new>). A new
-server takes effect at the next C<reconnect()>.
+server takes effect at the next C<reconnect()>. It is checked as in
+C<new>: one with a NUL byte or a port out of range dies, and the server
+stays as it was.
 
 =head2 message(TEXT), message()
 
@@ -660,7 +798,8 @@ C<undef>.
 Uses the contents of C<FILE> as the message, read when C<send()> runs (the
 file need not exist yet). Without an argument returns the file name. If
 the message was made with C<message()>, this warns "Message already
-created by message()" and returns C<undef>. The file is streamed to the
+created by message()" and returns C<undef>. A name with a NUL byte dies (C<croak>) at once: the system
+would see a shorter name. The file is streamed to the
 server, never held in memory whole. If its size changes while it is being
 sent, the message is aborted by closing the connection (the server then
 discards it, as the protocol provides) and C<send()> returns C<undef>.
@@ -692,11 +831,14 @@ these cases: a QMTP server discards a message it did not receive in full.
 
 What the server does after the message was written never makes C<send()>
 die or hang: an answer that does not come (the server closed the
-connection, stalled past C<Timeout>, or answered something that is not
-QMTP) makes the recipients concerned C<deferral: > with a text saying
-what happened, such as C<deferral: no response received: connection
-closed by the server>. The connection is then closed, and the next
-C<send()> opens a new one.
+connection, stalled past C<Timeout> or C<TotalTimeout>, answered
+something that is not QMTP, or gave answers that cannot be matched to
+the recipients) makes the recipients concerned C<deferral: > with a text
+saying what happened, such as C<deferral: no response received:
+connection closed by the server>. The hash is still returned, and
+C<error()> says what happened (it is C<undef> when every answer came as
+expected). The connection is then closed, and the next C<send()> opens a
+new one.
 
 Before each message the connection is checked: one that the server closed
 while idle, or that is older than C<SessionLimit>, is replaced by a new
@@ -731,15 +873,23 @@ its number before anything is sent.
 Writing and reading happen in one loop, so no mix of message sizes and
 server behaviour can deadlock. When the connection drops, every message
 already answered keeps its answer, every message written in full but not
-answered is a deferral for each of its recipients, and messages that were
-not written in full (so not delivered) are sent again on a new
-connection; not after a timeout, though: a server too slow for one message
-would be as slow for the next. A job whose file cannot be opened, or changes size while being
-sent, gets C<result> undef and an C<error>; the other jobs go on. With a
-server that answers once per message (see
-L</"SERVERS THAT ANSWER ONCE PER MESSAGE">), the first message with several
-recipients is sent alone until the client has learnt how the server
-answers; the rest are then pipelined.
+answered is a deferral for each of its recipients (and C<error()> says
+what happened, while the results are still returned), and messages that
+were not written in full (so not delivered) are sent again on a new
+connection, in rounds that go on as long as each gets some of them sent.
+When the server had closed the connection while it sat idle, so that not
+one message could begin, they are all sent again once on a new
+connection. After a timeout (C<Timeout> or C<TotalTimeout>) nothing is
+sent again: a server too slow for one message would be as slow for the
+next, so the messages not begun come back with C<result> undef and an
+C<error> saying "not sent: the connection timed out ...". A job whose
+file cannot be opened, or changes size while being sent, gets C<result>
+undef and an C<error> of its own; the other jobs go on. With
+C<Answers =E<gt> 'auto'> and a server whose way of answering this
+connection has not shown yet, a message with several recipients is sent
+alone until its answers show it (see
+L</"SERVERS THAT ANSWER ONCE PER MESSAGE">); with C<'package'> or
+C<'recipient'> everything is pipelined.
 
  my $results = $qmtp->send_many(
      { sender => 'me@example.org', recipients => ['a@example.org'], message => $one },
@@ -769,8 +919,12 @@ recipient order, duplicates included. Each element is a hash:
 
 =head2 error()
 
-Why the last C<new>, C<send>, C<reconnect> or C<disconnect> failed, as a
-string; C<undef> after a success.
+Why the last C<new>, C<send>, C<send_many>, C<reconnect> or C<disconnect>
+failed, as a string; C<undef> after a success. After a C<send()> or
+C<send_many()> that returned its results although some answers were
+lost or could not be matched to their recipients after the messages were
+written, it says what happened (the results say which recipients it
+concerns, as deferrals).
 
 =head2 new_envelope()
 
@@ -790,23 +944,144 @@ not defined" and returns C<undef>.
 Closes any connection and opens a new one to the current server and port.
 Returns 1, or C<undef> with the reason in C<error()>.
 
+=head1 WHAT A RESULT GUARANTEES
+
+A mail client is worth what its results are worth: a C<success: > that
+no server gave is a message silently lost, and bytes the caller did not
+give are a corrupted message delivered. Whatever the server, the network,
+the file system or the caller's own code (overloads, ties, signal
+handlers) does, these hold:
+
+=over 4
+
+=item 1.
+
+A recipient is C<success: > only when a K answer arrived, on the same
+connection, that belongs to that recipient's own message with certainty.
+One answer stands for several recipients only when this connection has
+shown that the server answers once per message, or the caller declared it
+(C<Answers =E<gt> 'package'>). Answers that do not fit what was expected
+(too many, too few and then a hang-up, bytes after the last answer due)
+make every recipient they could belong to a C<deferral: >, and
+C<error()> says that the server's answers did not match its packages.
+
+=item 2.
+
+The bytes a server receives for a message are exactly the bytes the
+caller gave, or the message is not completed: the connection is closed
+before its last byte, so the server discards it (QMTP provides this). A
+message file that changes size while it is sent is such a case.
+
+=item 3.
+
+No call waits longer than its timeouts allow: C<ConnectTimeout> for each
+address tried, C<Timeout> without progress, and C<TotalTimeout>, when
+given, for the whole call.
+
+=item 4.
+
+Nothing the caller passed is changed by a send: strings are read, never
+downgraded or upgraded in place, and values with get-magic, overloading
+or ties are read once, before anything is sent. (A message in memory is
+read-only while it is being sent, see L</SIGNALS>, and as it was
+afterwards.)
+
+=back
+
 =head1 SERVERS THAT ANSWER ONCE PER MESSAGE
 
-The protocol has the server answer once per recipient. mailfront (the
-QMTP server Debian ships) answers once per message, whatever the number
-of recipients, and then waits; a client waiting for the other answers
-would wait until a timeout. This client notices when answers stop after
-some but not all of a message's have come (C<HalfCloseAfter>, 0.5 s by
-default) and then closes its writing side of the connection. A server that
-follows the protocol still sends every remaining answer, so results stay
-exactly per recipient. A server that answers once per message hangs up
-instead; when it had sent exactly one answer, that answer stands for every
-recipient of the message, marked C<per_package> in C<responses()>. If it
-had sent several, the rest are deferrals. A recipient is never reported
-as a success unless an accepting answer covers it. Once a server has been
-seen answering once per message, later messages to it skip the wait. The
-connection cannot carry another message after this, so the next C<send()>
-opens a new one.
+The protocol has the server answer once per recipient, as qmail-qmtpd
+does. mailfront (the QMTP server Debian ships) answers once per message,
+whatever the number of recipients, and then waits; a client waiting for
+the other answers would wait until a timeout. With a message for one
+recipient the two kinds cannot be told apart and need not be: its one
+answer is its recipient's. With several recipients the client has to
+know, and the C<Answers> option says how it does.
+
+=head2 Answers =E<gt> 'package': declared once per message
+
+Each message's one answer stands for all of its recipients (marked
+C<per_package> in C<responses()>). Messages are pipelined, nothing waits,
+and the connection carries the next message as usual: a one-shot send to
+two recipients through mailfront takes no longer than one to a single
+recipient (well under 0.1 s on loopback; with C<'auto'>, about 0.5 s).
+Answers that do not come are deferrals; more answers than messages make
+every recipient they could belong to a deferral. B<Declare it for
+mailfront.> Do not declare it for a server that answers once per
+recipient: its second answer would be taken for the next message.
+
+=head2 Answers =E<gt> 'recipient': declared once per recipient
+
+Strict: answers are matched to recipients one by one, in order, and one
+answer is never taken for a whole message. Messages are pipelined. When
+a message's answers stop after some but not all, the client closes its
+writing side of the connection after C<HalfCloseAfter> (a server that
+follows the protocol still sends the rest); when the server hangs up
+instead, every recipient still unanswered is a deferral, and so is every
+recipient whose answer was matched on the declaration alone (it may
+belong to another message); C<error()> says the server's answers did not
+match its packages.
+
+=head2 Answers =E<gt> 'auto' (the default): found out on each connection
+
+Whom an answer belongs to is decided by what the current connection has
+shown, never by what was seen before:
+
+=over 4
+
+=item *
+
+Until this connection has shown how the server answers, a message with
+several recipients is sent alone: nothing is written after it until its
+answers are in.
+
+=item *
+
+Two answers for such a message (with nothing written after it) show that
+the server answers once per recipient: from then on, messages on this
+connection are pipelined.
+
+=item *
+
+One answer, then nothing for C<HalfCloseAfter>: the client closes its
+writing side of the connection. A server that answers per recipient then
+sends the rest, which shows it as above. A server that answers once per
+message hangs up; that shows it, and its one answer then stands for every
+recipient of the message (C<per_package>). The connection is over; the
+next message opens a new one.
+
+=back
+
+What was seen on earlier connections to the same host and port (kept by
+the object) decides only how long to wait, never whom an answer belongs
+to. A server seen answering once per message before is half-closed at
+once after the one answer of a message with several recipients, without
+waiting C<HalfCloseAfter>; its hang-up still has to confirm the rule. A
+server seen answering once per recipient before that gives one answer
+and then hangs up is not taken to answer per message: the other
+recipients are deferrals, C<error()> says that the server's answers did
+not match its packages, and what was seen before is forgotten, so that
+the next connection shows it afresh.
+
+What C<'auto'> costs:
+
+=over 4
+
+=item * against a server that answers once per recipient (qmail-qmtpd):
+the first message with several recipients on each connection is sent
+alone until its answers show the style, one round trip; then pipelining
+resumes. Declaring C<'recipient'> saves that round trip.
+
+=item * against a server that answers once per message (mailfront):
+each message with several recipients needs a connection of its own: after
+its one answer the client half-closes (after C<HalfCloseAfter>, 0.5 s by
+default, the first time; at once once the server was seen answering that
+way) and waits for the server's hang-up, then connects again for the next
+message. With C<send_many()>, the messages after it go on the next
+connection. Declaring C<'package'> avoids all of it: full pipelining, one
+connection, no waiting.
+
+=back
 
 =head1 RESULTS AND WHAT TO DO WITH THEM
 
@@ -820,19 +1095,34 @@ the protocol after the message was written in full. The server may then
 have delivered it, so a retry can occasionally deliver a message twice;
 that is the protocol's choice, as it is SMTP's, of duplicates over loss.
 C<responses()> tells the two kinds of deferral apart: C<received> is 0
-when no answer came.
+when no answer came (or an answer came that could not be matched to its
+recipient with certainty, see L</"WHAT A RESULT GUARANTEES">).
 
 A message that was not written in full is never delivered (a QMTP server
 discards it), so it is safe to send again at once: C<send()> does so by
 itself, once, when the server dropped a connection it had kept idle just
-as the message began, and C<send_many()> does it for every such message.
+as the message began, and C<send_many()> does it for every such message
+as long as each new connection gets some of them sent; not after a
+timeout, when those not begun come back "not sent".
 
 =head1 ERRORS
 
 Mistakes in the calling code die (C<croak>) at the caller's line: a
-missing server, invalid option values, an unknown encoding, an undefined
-recipient, "Wide character in ..." for strings that are not bytes, and
-malformed C<send_many> jobs. The 0.06 warnings (C<carp>) stay: "Message
+missing server, invalid option values, a port out of range (in C<Port> or
+in C<HOST>), a NUL byte in a server, C<LocalAddr> or message file name
+("... contains a NUL byte": the system would see a shorter name), an
+unknown encoding, an undefined recipient, "Wide character in ..." for
+strings that are not bytes, and malformed C<send_many> jobs.
+
+Under taint mode (C<perl -T>), a tainted host, port or C<LocalAddr> dies
+when a connection is made with it ("Insecure dependency in connect while
+running with -T switch"), and a tainted message file name when the
+message is sent ("Insecure dependency in open while running with -T
+switch"; stricter than Perl's own C<open> for reading, which lets a
+tainted name through). Untaint them as L<perlsec> describes. Under C<-t>
+these are warnings.
+
+The 0.06 warnings (C<carp>) stay: "Message
 already created by message()", "Message already created by
 message_from_file()", "Socket is not defined", and the message file
 errors.
@@ -844,10 +1134,19 @@ deferrals, as above) and C<error()> says what happened, for example:
  cannot connect to mx.example.org (192.0.2.7 port 209): Connection refused
  cannot connect to mx.example.org (192.0.2.7 port 209): timed out after 120 s
  timed out: no progress for 120 s while sending
+ timed out: the call limit was reached waiting for responses
  connection lost while sending the package: Broken pipe
  File '/spool/msg' shrank while being sent
  Cannot open file '/spool/msg': No such file or directory
  not connected: call reconnect() first
+ the server's answers did not match its packages: one answer for 3
+   recipients, then it hung up, though it was declared to answer once
+   per recipient
+
+and, for a C<send_many()> job not sent, in its C<error>:
+
+ not sent: the connection timed out while sending message 2 (timed out: ...)
+ not sent: the connection was closed after message 3 failed (...)
 
 and in a deferral's text, after C<no response received: >:
 
@@ -892,7 +1191,15 @@ A subclass with its own fields, as with 0.06:
 
 =item * C<error()> says why a call failed; C<$@> says why C<new> failed.
 
-=item * C<Timeout> bounds every read and write; C<ConnectTimeout> each connection attempt.
+=item * C<Timeout> bounds every read and write; C<ConnectTimeout> each
+connection attempt; C<TotalTimeout>, when given, a whole call.
+
+=item * A recipient is a success only when an answer that belongs to it
+with certainty says so (see L</"WHAT A RESULT GUARANTEES">).
+
+=item * Servers that answer once per message (mailfront) are handled:
+declared with C<Answers =E<gt> 'package'>, or found out on each
+connection (see L</"SERVERS THAT ANSWER ONCE PER MESSAGE">).
 
 =item * SIGPIPE never reaches the process; a connection closed by the
 server while idle, or older than the session limit, is reopened before a
@@ -916,14 +1223,24 @@ sleeping for up to 50 microseconds (C<BusyWait>) before it sleeps.
 =item * Signal handlers run while C<send()> waits; one that changes the
 message being sent dies (see L</SIGNALS>).
 
-=item * Unknown constructor options warn; invalid values die.
+=item * Unknown constructor options warn; invalid values die, C<Port
+=E<gt> 0> and a port out of range in C<HOST> (C<host:70000>) included.
+
+=item * A NUL byte in a server, C<LocalAddr> or message file name dies,
+instead of the name being cut short at it.
+
+=item * Under taint mode, a tainted host dies with "Insecure dependency
+in connect", as with 0.06 (through IO::Socket), and so do a tainted port
+and C<LocalAddr>; a tainted message file name dies with "Insecure
+dependency in open" (see L</ERRORS>).
 
 =item * C<LocalAddr>, lists of servers tried in turn, and Unix-domain
 socket paths, as libnet users expect.
 
 =item * A message that could not be written in full because the server
 dropped an idle connection as it began is sent again, once, on a new
-connection (it cannot have been delivered).
+connection (it cannot have been delivered); C<send_many()> does the same
+for all the messages of a batch, but after a timeout sends nothing again.
 
 =item * The L<qmtp-send> command.
 
