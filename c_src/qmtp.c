@@ -92,6 +92,11 @@ void qmtp_set_call_limit(qmtp_client *c, int64_t ms)
     c->call_deadline = ms > 0 ? qmtp_now_ms() + ms : 0;
 }
 
+int qmtp_call_limit_reached(const qmtp_client *c)
+{
+    return c->call_deadline != 0 && qmtp_now_ms() >= c->call_deadline;
+}
+
 int64_t qmtp_deadline(const qmtp_client *c, int64_t deadline)
 {
     return c->call_deadline != 0 && c->call_deadline < deadline ? c->call_deadline : deadline;

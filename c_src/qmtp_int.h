@@ -72,6 +72,7 @@ struct qmtp_client {
      * was left by longjmp from the hook, mid-way through. */
     int busy;
     struct addrinfo *pending_ai; /* resolver results of a connect under way */
+    struct qmtp_lookup *lookups; /* name lookups not yet reaped (qmtp_net.c) */
 
     int err;
     int sys_errno;
@@ -99,6 +100,25 @@ struct addrinfo;
 
 /* Closes what an interrupted call left behind (see busy). */
 void qmtp_recover(qmtp_client *c);
+
+/* Looks host and port up within the connect timeout and the call limit,
+ * running the caller's signal handlers on EINTR (qmtp_resolve.c). 0 with
+ * the addresses in c->pending_ai, or a status with the client's error set. */
+int qmtp_resolve(qmtp_client *c, const char *host, const char *port);
+
+/* 1 if the call limit (qmtp_set_call_limit), rather than a step's own
+ * timeout, has run out. */
+int qmtp_call_limit_reached(const qmtp_client *c);
+
+/* How a step the call limit cut short begins its text (QMTP_E_TIMEOUT). */
+#define CALL_LIMIT_TEXT "timed out: the call limit was reached while "
+
+/* Frees the name lookups of this client that have ended, after asking the
+ * others to stop; waits up to wait_ms (<= 0: not at all) for those that a
+ * resolver thread is still running. Returns how many are still running:
+ * they stay listed (qmtp_free must leave them: that thread still writes to
+ * them). qmtp_recover calls it with 0. */
+int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms);
 
 /* Called on EINTR: 0 to go on, else the status to stop with. */
 int qmtp_interrupted(qmtp_client *c);

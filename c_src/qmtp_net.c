@@ -1,6 +1,9 @@
 /* Connections: name resolution, connect with a deadline, idle checks.
  * Every socket is non-blocking and close-on-exec; all waiting is poll(2)
- * against a monotonic deadline, never alarm(2) or SO_RCVTIMEO. */
+ * against a monotonic deadline, never alarm(2) or SO_RCVTIMEO. Names are
+ * looked up with glibc's getaddrinfo_a where there is one, so that the
+ * connect timeout and the call limit bound the lookup too; elsewhere with
+ * getaddrinfo, which waits as long as the resolver does. */
 #define _GNU_SOURCE 1
 #include "qmtp_int.h"
 
@@ -11,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,14 +108,18 @@ static int open_socket(int family)
 
 void qmtp_recover(qmtp_client *c)
 {
-    if (!c->busy) {
-        return;
+    if (c->busy) {
+        c->busy = 0;
+        qmtp_close(c);
+        if (c->pending_ai != NULL) {
+            freeaddrinfo(c->pending_ai);
+            c->pending_ai = NULL;
+        }
     }
-    c->busy = 0;
-    qmtp_close(c);
-    if (c->pending_ai != NULL) {
-        freeaddrinfo(c->pending_ai);
-        c->pending_ai = NULL;
+    /* A lookup such a call was waiting for, or one that timed out while a
+     * resolver thread was running it: freed once that thread is done. */
+    if (c->lookups != NULL) {
+        qmtp_resolver_reap(c, 0);
     }
 }
 
@@ -123,12 +131,35 @@ int qmtp_interrupted(qmtp_client *c)
     return qmtp_fail(c, QMTP_E_INTR, EINTR, "interrupted");
 }
 
+/* A port given as a number must be one: getaddrinfo would take "70000" as
+ * 70000 modulo 65536 (glibc reads it with strtoul, which also takes signs
+ * and spaces). Anything else is a service name for getaddrinfo. */
+static int check_port(qmtp_client *c, const char *port)
+{
+    const char *digits = port + strspn(port, " \t\n\v\f\r+-");
+    unsigned long value = 0;
+    const char *p;
+
+    if (digits[0] != '\0' && digits[strspn(digits, "0123456789")] != '\0') {
+        return QMTP_OK; /* a service name, such as "qmtp" */
+    }
+    for (p = digits; *p != '\0' && value <= 65535; p++) {
+        value = value * 10 + (unsigned long)(*p - '0');
+    }
+    if (digits != port || digits[0] == '\0' || value < 1 || value > 65535) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "port '%s' is not a number from 1 to 65535", port);
+    }
+    return QMTP_OK;
+}
+
+
 /* One address: 0 connected, else the errno that stopped it (ETIMEDOUT for
- * our own deadline). The socket sits in c->fd from the start, so that a
- * hook leaving by longjmp cannot leak it. */
+ * our own deadline: the connect timeout, or the call limit). The socket
+ * sits in c->fd from the start, so that a hook leaving by longjmp cannot
+ * leak it. */
 static int connect_one(qmtp_client *c, const struct addrinfo *ai)
 {
-    int64_t deadline = qmtp_now_ms() + c->connect_ms;
+    int64_t deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
     int soerr = 0;
     socklen_t soerrlen = sizeof soerr;
     int one = 1;
@@ -210,6 +241,9 @@ static int connect_unix(qmtp_client *c, const char *path)
     c->busy = 1;
     e = connect_one(c, &ai);
     c->busy = 0;
+    if (e == ETIMEDOUT && qmtp_call_limit_reached(c)) {
+        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to unix socket %s", path);
+    }
     if (e != 0) {
         return e == ETIMEDOUT
             ? qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to unix socket %s: timed out", path)
@@ -240,16 +274,18 @@ static int same_server(const qmtp_client *c, const char *host, const char *port)
 
 int qmtp_connect(qmtp_client *c, const char *host, const char *port)
 {
-    struct addrinfo hints;
-    struct addrinfo *list = NULL;
-    struct addrinfo *ai;
-    int gai;
+    const struct addrinfo *ai;
     int last_errno = 0;
+    int limit_hit = 0;
+    int rc;
     char where[sizeof c->peer] = "";
 
     qmtp_recover(c);
     qmtp_close(c);
     c->err = QMTP_OK;
+    if (host[0] != '/' && check_port(c, port) != QMTP_OK) {
+        return c->err;
+    }
     if (!same_server(c, host, port)) {
         char *h = copy_string(host);
         char *p = copy_string(port);
@@ -269,29 +305,26 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         return connect_unix(c, host);
     }
     c->bind_failed = 0;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    gai = getaddrinfo(host, port, &hints, &list);
-    if (gai != 0) {
-        return qmtp_fail(c, QMTP_E_RESOLVE, gai == EAI_SYSTEM ? errno : 0,
-                         "cannot resolve '%s' port '%s': %s", host, port, gai_strerror(gai));
-    }
-    c->pending_ai = list;
     c->busy = 1;
-    for (ai = list; ai != NULL; ai = ai->ai_next) {
+    rc = qmtp_resolve(c, host, port);
+    if (rc != QMTP_OK) {
+        c->busy = 0;
+        return rc;
+    }
+    for (ai = c->pending_ai; ai != NULL; ai = ai->ai_next) {
         describe_address(ai->ai_addr, where, sizeof where);
         last_errno = connect_one(c, ai);
-        if (last_errno == 0) {
+        if (last_errno == 0 || c->err == QMTP_E_INTR) {
             break;
         }
-        if (c->err == QMTP_E_INTR) {
+        if (last_errno == ETIMEDOUT && qmtp_call_limit_reached(c)) {
+            limit_hit = 1; /* no time left for the other addresses */
             break;
         }
     }
+    freeaddrinfo(c->pending_ai);
     c->pending_ai = NULL;
     c->busy = 0;
-    freeaddrinfo(list);
     if (last_errno == 0) {
         c->connected_at = qmtp_now_ms();
         memcpy(c->peer, where, sizeof c->peer);
@@ -300,6 +333,9 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
     }
     if (c->err == QMTP_E_INTR) {
         return qmtp_fail(c, QMTP_E_INTR, EINTR, "connecting to %s was interrupted", host);
+    }
+    if (limit_hit) {
+        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to %s (%s)", host, where);
     }
     if (last_errno == ETIMEDOUT) {
         return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
