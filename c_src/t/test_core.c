@@ -323,6 +323,26 @@ static void test_engine(void)
     CHECK(rc == 0 && result_is(c, 0, 'Z', "no response received: timed out: no progress for 1 s waiting for responses", 0, 0),
           "silence past the timeout is a deferral");
 
+    {
+        /* An empty file as the first package of a new client: nothing has
+         * been staged yet (UBSan saw NULL + 0 here). */
+        qmtp_client *e = qmtp_new();
+        char path[] = "/tmp/qmtp-empty-XXXXXX";
+        int fd = mkstemp(path);
+
+        qmtp_set_timeouts(e, 1000, 1000, 100);
+        qmtp_pkg_begin(e, '\n', "s@x", 3);
+        qmtp_pkg_recipient(e, "a@x", 3);
+        CHECK(fd >= 0 && qmtp_pkg_file(e, path) == 0 && qmtp_pkg_end(e) == 0, "an empty file is a package");
+        rc = run_against(e, "1:\n,3:s@x,6:3:a@x,,", "3:Kok,", 6, 0, &st);
+        CHECK(rc == 0 && result_is(e, 0, 'K', "ok", 1, 0), "an empty file goes out as an empty message (rc %d)", rc);
+        unlink(path);
+        if (fd >= 0) {
+            close(fd);
+        }
+        qmtp_free(e);
+    }
+
     package(c, "test\n", 1);
     written_calls = 0;
     rc = qmtp_run_overlapped(c, count_written, c);
