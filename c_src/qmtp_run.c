@@ -83,11 +83,13 @@ static void untrust_from(struct qmtp_run *r, size_t from)
     }
 }
 
-/* Where attribution starts to rest on the caller's declaration. */
-static void note_declared(struct qmtp_run *r, size_t slot)
+/* Where attribution starts to rest on an assumption (the caller's
+ * declaration, or the style this connection showed earlier) rather than on
+ * what the answers themselves prove. */
+static void note_assumed(struct qmtp_run *r, size_t slot)
 {
-    if (r->declared_from == NONE) {
-        r->declared_from = slot;
+    if (r->assumed_from == NONE) {
+        r->assumed_from = slot;
     }
 }
 
@@ -139,19 +141,17 @@ static int take_answer(struct qmtp_run *r, char code, const char *text, size_t l
     if (rc != QMTP_OK) {
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
-    if (later_complete && r->overlap_from == NONE) {
-        r->overlap_from = c->nslots - 1;
-    }
     r->apkg_got++;
     if (p->nrcpt > 1 && c->answers == QMTP_ANSWERS_PACKAGE) {
-        note_declared(r, p->first_slot + 1);
+        note_assumed(r, p->first_slot + 1);
         spread_answer(r);
-    } else if (p->nrcpt > 1 && r->apkg_got == 2 && c->shown != QMTP_MODE_PER_RCPT) {
+    } else if (p->nrcpt > 1 && r->apkg_got == 2) {
         if (!later_complete) {
             c->shown = QMTP_MODE_PER_RCPT;
             c->mode = QMTP_MODE_PER_RCPT;
         } else {
-            note_declared(r, p->first_slot + 1); /* pipelined on a declaration */
+            /* Pipelined: the second answer may be the next package's. */
+            note_assumed(r, p->first_slot + 1);
         }
     } else if (p->nrcpt == 1 && (c->answers == QMTP_ANSWERS_PACKAGE ||
                                  (c->answers == QMTP_ANSWERS_AUTO && c->mode == QMTP_MODE_PER_PKG))) {
@@ -275,8 +275,8 @@ static void drain_pending(struct qmtp_run *r)
     memcpy(c->errstr, saved, sizeof saved);
 }
 
-/* The answers of the last package written have stopped after some but not
- * all, and nothing follows it: the moment to half-close (see qmtp.h), unless
+/* The answers of a package written have stopped after some but not all,
+ * and nothing more is to be written: the moment to half-close (see qmtp.h), unless
  * the answering style is declared per package (then the rest is simply not
  * due). A server answering per recipient sends the rest then. A server seen
  * answering per package before is half-closed at once; that only saves
@@ -285,7 +285,12 @@ static int stall_point(const struct qmtp_run *r, int64_t *at)
 {
     const qmtp_client *c = r->c;
 
-    if (r->half_closed || c->answers == QMTP_ANSWERS_PACKAGE || r->apkg_got == 0 || r->apkg + 1 != r->pkgs_written || qmtp_wants_write(r)) {
+    /* Stopped between packages: suspicious only where answers were taken
+     * on an assumption (a slow server is no reason to end a connection). */
+    int suspect_gap = r->apkg_got == 0 && r->assumed_from != NONE;
+
+    if (r->half_closed || c->answers == QMTP_ANSWERS_PACKAGE || (r->apkg_got == 0 && !suspect_gap) ||
+        r->apkg >= r->pkgs_written || qmtp_wants_write(r)) {
         return 0;
     }
     *at = r->last_progress;
@@ -328,21 +333,24 @@ static void record_status(struct qmtp_run *r, int why)
 
 /* Answers that did not fit what was expected: every recipient they could
  * belong to is a deferral. More answers than recipients: any of them can
- * be the one out of place. Fewer, then a hang-up, where answers were
- * attributed by a declaration of once per recipient: those attributed by
- * it. (A declaration of once per package is taken at its word: fewer
- * answers then are just answers not received.) */
+ * be the one out of place. Fewer, then a hang-up or a timeout, where
+ * answers to a package of several recipients were taken while a later one
+ * was complete: from there on, an answer may have been another package's.
+ * (A declaration of once per package is taken at its word: fewer answers
+ * then are just answers not received.) */
 static void settle(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
 
     if (r->surplus) {
         untrust_from(r, 0);
-    } else if (c->nslots < r->total && r->declared_from != NONE && c->answers == QMTP_ANSWERS_RECIPIENT) {
+    } else if (c->nslots < r->total && r->assumed_from != NONE && c->answers != QMTP_ANSWERS_PACKAGE) {
+        char why[sizeof c->errstr];
+
+        memcpy(why, c->errstr, sizeof why); /* qmtp_fail writes c->errstr */
         qmtp_fail(c, QMTP_E_ANSWERS, 0,
-                  "the server's answers did not match its packages: fewer answers than recipients, "
-                  "then %s", c->errstr);
-        untrust_from(r, r->declared_from);
+                  "the server's answers did not match its packages: fewer answers than recipients, then %s", why);
+        untrust_from(r, r->assumed_from);
     }
 }
 
@@ -561,8 +569,7 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     qmtp_recover(c);
     memset(&r, 0, sizeof r);
     r.c = c;
-    r.declared_from = NONE;
-    r.overlap_from = NONE;
+    r.assumed_from = NONE;
     c->nslots = 0;
     c->texts.len = 0;
     c->in.len = 0;
@@ -651,7 +658,7 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     if (rc != QMTP_OK) {
         return finish_failed(&r, rc);
     }
-    if (r.declared_from != NONE && c->in.len == 0 && !r.half_closed) {
+    if (r.assumed_from != NONE && c->in.len == 0 && !r.half_closed) {
         look_for_surplus(&r); /* a declaration relied on: check it at no cost */
     }
     if (c->in.len > 0) {

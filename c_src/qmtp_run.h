@@ -30,11 +30,9 @@ struct qmtp_run {
     int half_closed;
     int write_status;       /* what stopped the writing, or 0 */
     /* Whom answers belong to (see take_answer): the first result whose
-     * attribution rests on a declaration rather than on what this
-     * connection showed, and the first taken while a later package was
-     * already complete; SIZE_MAX for none. */
-    size_t declared_from;
-    size_t overlap_from;
+     * attribution rests on an assumption rather than on what the answers
+     * prove; SIZE_MAX for none. */
+    size_t assumed_from;
     int surplus;            /* answers came that no recipient was due */
     int limit_hit;          /* the call limit, not Timeout, ended a wait */
     size_t text_budget;     /* bytes of answer text this run may still keep */

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -82,20 +83,32 @@ static int fail_file(struct qmtp_run *r, const struct qmtp_pkg *p, int e, const 
     return qmtp_fail(r->c, QMTP_E_FILE, e, "File '%s' %s", p->path ? p->path : "?", what);
 }
 
-/* All announced bytes are read: the file must end here. */
+/* All announced bytes are read or sent: the file must end here, and must
+ * not have shrunk meanwhile. A read at the announced end sees a file that
+ * grew; only its size shows one that was cut short after its bytes were
+ * handed to sendfile(2), which sends pages of the file itself (a truncate
+ * zeroes them). Checked before the tail goes, so a changed file's package
+ * is never completed; a file cut short after that is beyond any client. */
 static int check_file_end(struct qmtp_run *r, const struct qmtp_pkg *p)
 {
+    struct stat st;
     char extra;
     ssize_t n;
 
+    r->file_checked = 1;
+    if (fstat(p->fd, &st) != 0) {
+        return fail_file(r, p, errno, "could not be read");
+    }
+    if ((uint64_t)st.st_size < p->body_len) {
+        return fail_file(r, p, 0, "shrank while being sent");
+    }
     do {
         n = pread(p->fd, &extra, 1, (off_t)p->body_len);
     } while (n < 0 && errno == EINTR);
-    r->file_checked = 1;
     if (n < 0) {
         return fail_file(r, p, errno, "could not be read");
     }
-    return n == 0 ? QMTP_OK : fail_file(r, p, 0, "grew while being sent");
+    return n == 0 && (uint64_t)st.st_size == p->body_len ? QMTP_OK : fail_file(r, p, 0, "grew while being sent");
 }
 
 /* Makes sure the writer has bytes of a small file to gather. */

@@ -297,4 +297,83 @@ case "a hostile server's answer texts are bounded in all" => sub {
 	is($r[0]{response}, 'success: 1 ' . ('t' x 60_000), 'the first answers are kept whole');
 };
 
+
+case 'a connection that showed per-recipient answers is still checked when pipelining' => sub {
+	for my $answers ('auto', 'recipient') {
+		my $srv = Test::QMTPServer->new(script => sub {
+			my ($c) = @_;
+			$c->read_package or return;
+			$c->respond('Kp0a', 'Kp0b');    # per recipient, it seems
+			$c->read_package or return;
+			$c->read_package or return;
+			$c->respond('Dp1 refused', 'Kp2 ok');    # then once per package
+			$c->sleep(0.3);
+			$c->close;
+		});
+		my $q = client($srv, Answers => $answers);
+		$q->sender('s@x');
+		$q->recipient($_) for 'a@x', 'b@x';
+		$q->message("m0\n");
+		is_deeply($q->send, { 'a@x' => 'success: p0a', 'b@x' => 'success: p0b' }, "$answers: first send");
+		my $r = $q->send_many({ sender => 's@x', recipients => ['c@x', 'd@x'], message => "m1\n" },
+			{ sender => 's@x', recipients => ['e@x', 'f@x'], message => "m2\n" });
+		is($r->[0]{result}{'c@x'}, 'failure: p1 refused', "$answers: the first answer is the first recipient's");
+		for my $rcpt ('d@x', 'e@x', 'f@x') {
+			my $got = $r->[ $rcpt eq 'd@x' ? 0 : 1 ]{result}{$rcpt} // '';
+			like($got, qr/\Adeferral: .*did not match its packages/, "$answers: $rcpt is a deferral, not another package's answer");
+		}
+		like($q->error // '', qr/did not match its packages: fewer answers than recipients, then connection closed by the server\z/,
+			"$answers: error() says so, and why");
+	}
+};
+
+case "send_many's error() says answers were lost even when another job was cut" => sub {
+	my $srv = Test::QMTPServer->new(script => sub {
+		my ($c, $n) = @_;
+		if ($n == 0) {
+			$c->read_package or return;    # job 1, written in full, never answered
+			$c->read_bytes(1000);
+			$c->close;                     # job 2 cut mid-write
+			return;
+		}
+		while ($c->read_package) {
+			$c->answer_all('K', 'ok') or last;
+		}
+	});
+	my $q = client($srv);
+	my $r = $q->send_many({ sender => 's@x', recipients => ['a@x'], message => "m1\n" },
+		{ sender => 's@x', recipients => ['b@x'], message => 'x' x 8_000_000 });
+	like($r->[0]{result}{'a@x'} // '', qr/\Adeferral: no response received/, 'job 1: its answer was lost');
+	is($r->[1]{result}{'b@x'}, 'success: ok', 'job 2: sent again, and accepted');
+	like($q->error // '', qr/\S/, 'error() says what happened to job 1');
+};
+
+case 'a message send_many keeps in place is read-only until it returns, then as before' => sub {
+	my $srv = Test::QMTPServer->new(script => sub {
+		my ($c, $n) = @_;
+		if ($n == 0) {
+			$c->read_package or return;
+			$c->respond('Kjob1');
+			$c->read_bytes(1000);
+			$c->close;    # job 2 cut: it goes again in a second round
+			return;
+		}
+		$c->sleep(0.6);
+		while ($c->read_package) {
+			$c->respond('Kgot ' . length($c->last_package->{message})) or last;
+		}
+	});
+	my $q = client($srv);
+	my @jobs = ({ sender => 's@x', recipients => ['a@x'], message => "m1\n" },
+		{ sender => 's@x', recipients => ['b@x'], message => 'y' x 4_000_000 });
+	my $during;
+	local $SIG{ALRM} = sub { $during = Internals::SvREADONLY($jobs[1]{message}) };
+	Time::HiRes::alarm(0.3);
+	my $r = $q->send_many(@jobs);
+	Time::HiRes::alarm(0);
+	ok($during, 'read-only while send_many ran');
+	ok(!Internals::SvREADONLY($jobs[1]{message}), 'writable again afterwards');
+	is($r->[1]{result}{'b@x'}, 'success: got 4000000', 'the second round sent the bytes prepared');
+};
+
 done_testing();
