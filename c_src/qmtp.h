@@ -19,7 +19,9 @@
  *     [qmtp_run.c: take_answer, settle]
  *  2. The server receives exactly the bytes given for a package, or the
  *     connection is closed before its last byte (a file that changed size
- *     aborts its package). [qmtp_write.c: advance, check_file_end]
+ *     aborts its package; one cut short after its tail was handed to the
+ *     socket cannot be: sendfile(2) sends the file's own pages).
+ *     [qmtp_write.c: advance, check_file_end]
  *  3. Every wait ends at a deadline on the monotonic clock: Timeout of
  *     inactivity, the call limit (qmtp_set_call_limit), the connect timeout
  *     (name resolution included where the platform allows).

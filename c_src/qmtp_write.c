@@ -262,7 +262,10 @@ static ssize_t sendfile_quietly(int out, int in, off_t *off, size_t len)
     pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
     n = sendfile(out, in, off, len);
     e = errno;
-    if (n < 0 && e == EPIPE && !was_pending) {
+    /* Even a sendfile that returns a count may have raised it, for a later
+     * part that failed: take back any that was not pending before. */
+    sigpending(&pending);
+    if (!was_pending && sigismember(&pending, SIGPIPE)) {
         struct timespec none = { 0, 0 };
         sigtimedwait(&pipe_only, NULL, &none);
     }
