@@ -78,7 +78,7 @@ sub run {
 }
 
 my $mf = Test::Mailfront->start;
-my @server = ('--server', '127.0.0.1', '--port', $mf->port, '--sender', 'me@example.org');
+my @server = ('-v', '--server', '127.0.0.1', '--port', $mf->port, '--sender', 'me@example.org');
 my @two = ('a@example.org', 'b@example.org');
 my $accepted = "-\ta\@example.org\tsuccess: 2.6.0 Message accepted.\n-\tb\@example.org\tsuccess: 2.6.0 Message accepted.\n";
 
