@@ -31,7 +31,7 @@ done
 echo "mailfront is listening on 127.0.0.1 port $port."
 echo "Sending a message to two recipients with qmtp-send (Net::QMTP); per-recipient results:"
 printf 'From: alice@example.org\nTo: bob@example.net, carol@example.com\nSubject: hello over QMTP\n\nHi Bob and Carol!\n' |
-    perl -Mblib blib/script/qmtp-send --server 127.0.0.1 --port "$port" --sender alice@example.org \
+    perl -Mblib blib/script/qmtp-send --verbose --answers package --server 127.0.0.1 --port "$port" --sender alice@example.org \
         bob@example.net carol@example.com | sed 's/^/  /'
 echo "qmtp-send exit status: ${PIPESTATUS[1]} (0: every recipient accepted)"
 

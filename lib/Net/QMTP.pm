@@ -55,7 +55,8 @@ sub new {
         RECIPIENTS   => [],
         MESSAGE      => undef,
         MSGFILE      => undef,
-        ENCODING     => ($/ eq "\015\012" ? "\015" : "\012"),
+        ENCODING     => (defined $/ && $/ eq "\015\012" ? "\015" : "\012"), # local $/ makes it undef
+        SOCKET       => undef, # see Net::QMTP::Socket
         SERVER       => $server,
         PORT         => 209,
         DEBUG        => ($args{Debug} ? 1 : undef),
@@ -157,9 +158,11 @@ sub _seconds {
     croak "$name must be a positive number of seconds, not '" . (defined $value ? $value : 'undef') . "'";
 }
 
+# Without ConnectTimeout, Timeout bounds connecting too, as Net::SMTP's
+# does (it hands Timeout to IO::Socket); both default to 120 s.
 sub _configure_core {
     my $self = shift;
-    _configure($self, $self->{TIMEOUT} || 120, $self->{QMTP_IO_TIMEOUT},
+    _configure($self, $self->{TIMEOUT} || $self->{QMTP_IO_TIMEOUT} || 120, $self->{QMTP_IO_TIMEOUT},
         $self->{QMTP_HALFCLOSE}, $self->{QMTP_MAXRESP}, $self->{QMTP_BUSYWAIT},
         $ANSWERS{ $self->{QMTP_ANSWERS} });
 }
@@ -183,7 +186,7 @@ sub _insecure {
 sub _bytes {
     my ($what, $value) = @_;
     return $value unless defined $value && utf8::is_utf8($value);
-    utf8::downgrade($value, 1) or croak "Wide character in $what";
+    utf8::downgrade($value, 1) or croak "Wide character in $what: encode it to bytes first (e.g. with Encode::encode_utf8)";
     return $value;
 }
 
@@ -200,13 +203,22 @@ sub _core_error {
     return $self->_fail($text);
 }
 
+# Net::QMTP->send and the like: said at the caller's line, as 0.06's bare
+# croak did, rather than dying at a hash dereference in here.
+sub _not_object {
+    my ($name) = @_;
+    croak "Net::QMTP::$name is an object method: call it on an object from Net::QMTP->new";
+}
+
 sub error {
     my $self = shift;
+    ref $self or _not_object('error');
     return $self->{QMTP_ERROR};
 }
 
 sub server {
     my $self = shift;
+    ref $self or _not_object('server');
     if (@_) {
         _check_servers($_[0]);
         $self->{SERVER} = shift;
@@ -216,12 +228,14 @@ sub server {
 
 sub sender {
     my $self = shift;
+    ref $self or _not_object('sender');
     $self->{SENDER} = _bytes('sender', shift) if @_;
     return $self->{SENDER};
 }
 
 sub recipient {
     my $self = shift;
+    ref $self or _not_object('recipient');
     if (@_) {
         my $rcpt = shift;
         croak 'Undefined recipient' unless defined $rcpt;
@@ -232,6 +246,7 @@ sub recipient {
 
 sub message {
     my $self = shift;
+    ref $self or _not_object('message');
     if ($self->{MSGFILE}) {
         carp 'Message already created by message_from_file()';
         return undef;
@@ -262,6 +277,7 @@ sub _not_while_sending {
 
 sub message_from_file {
     my $self = shift;
+    ref $self or _not_object('message_from_file');
     if (defined $self->{MESSAGE}) {
         carp 'Message already created by message()';
         return undef;
@@ -275,6 +291,7 @@ sub message_from_file {
 
 sub encoding {
     my $self = shift;
+    ref $self or _not_object('encoding');
     my $name = shift or return $self->{ENCODING};
     croak "Unknown encoding: '$name'" unless exists $ENCODING{$name};
     return $self->{ENCODING} = $ENCODING{$name};
@@ -282,6 +299,7 @@ sub encoding {
 
 sub new_envelope {
     my $self = shift;
+    ref $self or _not_object('new_envelope');
     $self->{SENDER} = undef;
     $self->{RECIPIENTS} = [];
     return 1;
@@ -289,6 +307,7 @@ sub new_envelope {
 
 sub new_message {
     my $self = shift;
+    ref $self or _not_object('new_message');
     _not_while_sending($self, 'new_message()');
     $self->{MESSAGE} = undef;
     $self->{MSGFILE} = undef;
@@ -300,6 +319,7 @@ sub new_message {
 # costliest part of a small send.
 sub responses {
     my $self = shift;
+    ref $self or _not_object('responses');
     return $self->{QMTP_RESPONSES} if $self->{QMTP_RESPONSES};
     my $flat = [ _results($self) ];
     my $rcpts = $self->{QMTP_SENT_TO};
@@ -333,6 +353,7 @@ sub _split_server {
 # within the send's own.
 sub reconnect {
     my $self = shift;
+    ref $self or _not_object('reconnect');
     _close($self); # first: it dies in a handler during a send (see SIGNALS)
     _call_limit($self, $self->{QMTP_TOTAL} || 0);
     return $self->_reconnect;
@@ -343,6 +364,8 @@ sub _reconnect {
     _close($self);
     $self->{QMTP_ERROR} = undef;
     $self->{QMTP_WANTED} = 0;
+    $self->{QMTP_CLOSED_WHY} = undef;
+    $self->{SOCKET} = undef;
     my @servers = ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
     my @why;
     for my $server (@servers) {
@@ -360,15 +383,18 @@ sub _reconnect {
     $self->{QMTP_WANTED} = 1;
     $self->{QMTP_USED} = 0;
     $self->{CONNECTTIME} = time;
+    $self->{SOCKET} = Net::QMTP::Socket::_new($self);
     $self->_debug('connected to ' . _peer($self));
     return 1;
 }
 
 sub disconnect {
     my $self = shift;
+    ref $self or _not_object('disconnect');
     my $was_open = _close($self);
     my $was_wanted = $self->{QMTP_WANTED};
     $self->{QMTP_WANTED} = 0;
+    $self->{SOCKET} = undef;
     unless ($was_open || $was_wanted) {
         carp 'Socket is not defined';
         return $self->_fail('not connected');
@@ -386,6 +412,8 @@ sub _ready_connection {
     $self->{QMTP_WANTED} or return $self->_fail('not connected: call reconnect() first');
     my $why = _not_ready($self, $self->{SESSIONLIMIT});
     return 1 unless defined $why;
+    $why .= " ($self->{QMTP_CLOSED_WHY})" if $self->{DEBUG} && defined $self->{QMTP_CLOSED_WHY}
+        && $why =~ /closed\z/;
     return $self->_auto_reconnect($why);
 }
 
@@ -407,7 +435,11 @@ sub send {
     # nothing when any of that is not so; then the long way below. Either
     # way it starts this call's TotalTimeout, and when it sends it keeps
     # what send() keeps below (error, recipients as sent, responses).
-    my ($status, $by_rcpt, $reused) = _send_usual($self);
+    ref $self or _not_object('send');
+    my $saved = $@; # send() leaves the caller's $@ alone
+    my ($status, $by_rcpt, $reused);
+    eval { ($status, $by_rcpt, $reused) = _send_usual($self); 1 } or _rethrow($@);
+    $@ = $saved;
     return $by_rcpt if defined $status && $status == 0;
     my $file = $self->{MSGFILE} ? $self->{MSGFILE} : undef;
     if (!defined $status) {
@@ -435,7 +467,10 @@ sub send {
             ($status, $by_rcpt) = $self->_send_one($file);
         }
     }
-    $self->_debug_answers if $self->{DEBUG};
+    if ($self->{DEBUG}) {
+        $self->_debug_answers;
+        $self->_debug_answering($self->{QMTP_MODE_BEFORE}, $self->responses) if $status >= 0;
+    }
     my ($code, $why) = _error($self);
     if ($status < 0) {
         carp $why if $file && $why =~ /\AFile '|\ACannot \w+ file '/;
@@ -455,11 +490,28 @@ sub send {
 sub _send_one {
     my ($self, $file) = @_;
     $self->{QMTP_RESPONSES} = undef;
-    my ($status, $by_rcpt, $sent_to) = _send($self, $self->{ENCODING}, $self->{SENDER},
-        $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+    $self->{QMTP_MODE_BEFORE} = _server_mode($self) if $self->{DEBUG};
+    my $saved = $@;
+    my ($status, $by_rcpt, $sent_to);
+    eval {
+        ($status, $by_rcpt, $sent_to) = _send($self, $self->{ENCODING}, $self->{SENDER},
+            $self->{RECIPIENTS}, $file ? undef : $self->{MESSAGE}, $file);
+        1;
+    } or _rethrow($@);
+    $@ = $saved;
     $self->{QMTP_SENT_TO} = $sent_to;
     $self->{QMTP_RESPONSES} = undef; # built from the client on demand
     return ($status, $by_rcpt);
+}
+
+# What the XS side of send() croaks with (an undefined recipient pushed
+# onto recipient()'s list, a handler that changed the message) names the
+# caller's line, not this file's; anything else (a signal handler's die)
+# goes on unchanged.
+sub _rethrow {
+    my ($err) = @_;
+    croak $1 if !ref $err && $err =~ /\A(Net::QMTP(?:::\w+)?: .*) at \Q${\__FILE__}\E line \d+\.\n\z/s;
+    die $err;
 }
 
 # send() returns undef before anything was sent: responses() is empty.
@@ -471,6 +523,7 @@ sub _not_sent {
 
 sub send_many {
     my $self = shift;
+    ref $self or _not_object('send_many');
     my @jobs = @_ == 1 && ref $_[0] eq 'ARRAY' ? @{ $_[0] } : @_;
     _call_limit($self, $self->{QMTP_TOTAL} || 0);
     $self->{QMTP_ERROR} = undef;
@@ -480,6 +533,10 @@ sub send_many {
     # names the caller's line.
     my $inputs = _prepare_jobs(\@jobs, $self->{ENCODING});
     croak $inputs unless ref $inputs;
+    # A message kept where the caller has it (not copied) is read-only until
+    # send_many returns, so that every round sends the bytes prepared: a
+    # signal handler that assigns to it dies, as during send().
+    my $hold = Net::QMTP::_ReadOnly->new(map { \$_->[3] } @$inputs);
     $self->_ready_connection or return undef;
 
     # responses() speaks of the last send(): keep it before the client's
@@ -491,16 +548,25 @@ sub send_many {
     my @todo = (0 .. $#jobs);
     for (my $round = 1; @todo; $round++) {
         if ($self->{DEBUG}) {
-            for my $job (@jobs[@todo]) {
-                my $enc = defined $job->{encoding} ? $ENCODING{ $job->{encoding} } : $self->{ENCODING};
-                $self->_debug_package($enc, @$job{qw(sender recipients message file)});
+            # What goes out: the prepared bytes, not the caller's values again.
+            for my $in (@$inputs[@todo]) {
+                my ($enc, $sender, $rcpts, $message, $file) = @$in;
+                $self->_debug_package(chr $enc, $sender, $rcpts, $message, $file);
             }
         }
+        my $mode_before = $self->{DEBUG} ? _server_mode($self) : 0;
         my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ]);
         my ($code, $why) = _error($self);
-        $self->_debug_answers if $self->{DEBUG};
+        if ($self->{DEBUG}) {
+            $self->_debug_answers;
+            $self->_debug_answering($mode_before,
+                map { $_->{responses} } grep { $_->{result} } @$out);
+        }
         @results[@todo] = @$out;
-        $lost = $why if $status == 0 && $code != 0 && !defined $lost;
+        # Answers lost after their packages were written, whatever else
+        # stopped the round: error() says so, the results say whose.
+        $lost = $why if $code != 0 && !defined $lost
+            && grep { $_->{result} && grep { !$_->{received} } @{ $_->{responses} } } @$out;
         last unless @$failed;
         # What stopped this round, if anything: the jobs after it were not
         # begun, and their error says so.
@@ -533,7 +599,11 @@ sub send_many {
         # connection while it was idle).
         last if !@again;
         last if @again == @todo && ($round > 1 || defined $stopper);
-        $self->_debug('sending ' . @again . ' jobs again on a new connection');
+        $self->_debug('sending ' . @again . ' jobs again on a new connection: '
+            . (defined $self->{QMTP_CLOSED_WHY} && $self->{QMTP_CLOSED_WHY} =~ /half-closed/
+                ? 'they were held back while the connection was half-closed to see how the server answers'
+                : defined $stopper ? "the connection was closed after $stopped_by"
+                : "they were not sent ($why)")) if $self->{DEBUG};
         if (!$self->_ready_connection) {
             $results[$_]{error} = 'not sent: ' . $self->error for @again;
             last;
@@ -544,10 +614,90 @@ sub send_many {
     return \@results;
 }
 
+# Makes the scalars referred to read-only until this object goes, leaving
+# alone those that were read-only already.
+package Net::QMTP::_ReadOnly;
+
+sub new {
+    my ($class, @refs) = @_;
+    my @set = grep { defined $$_ && !Internals::SvREADONLY($$_) } @refs;
+    Internals::SvREADONLY($$_, 1) for @set;
+    return bless \@set, $class;
+}
+
+sub DESTROY { Internals::SvREADONLY(${$_}, 0) for @{ $_[0] } }
+
+package Net::QMTP;
+
 sub DESTROY {
     my $self = shift;
     _destroy($self);
+    # Called explicitly (as 0.06 allowed), it leaves the object not
+    # connected, as 0.06's did: a later send() returns undef, it does not
+    # reconnect by itself.
+    if (ref $self && Scalar::Util::reftype($self) eq 'HASH') {
+        $self->{QMTP_WANTED} = 0;
+        $self->{SOCKET} = undef;
+    }
 }
+
+# What $qmtp->{SOCKET} was in 0.06, an IO::Socket::INET, as far as it can
+# be safely: while connected, an object that says where (peerhost,
+# peerport; peerpath for a Unix socket) and whether the connection is
+# still open (connected). Reading or writing the connection, or setting
+# its options, is not offered: the C core owns it, and bytes written
+# past it would corrupt the protocol. It looks the client up when asked
+# (a weak reference), so it is never stale and keeps nothing alive.
+package Net::QMTP::Socket;
+
+sub CLONE_SKIP { 1 }
+
+sub _new {
+    my ($client) = @_;
+    my $self = bless { client => $client }, __PACKAGE__;
+    Scalar::Util::weaken($self->{client});
+    return $self;
+}
+
+sub _where {
+    my $client = $_[0]{client} or return '';
+    return Net::QMTP::_peer($client);
+}
+
+sub connected {
+    my $where = _where($_[0]);
+    return length $where ? $where : undef;
+}
+
+sub opened { return defined connected($_[0]) ? 1 : '' }
+
+sub peerhost {
+    my ($host) = _where($_[0]) =~ /\A(.*) port \d+\z/s;
+    return $host;
+}
+
+sub peerport {
+    my ($port) = _where($_[0]) =~ / port (\d+)\z/;
+    return defined $port ? $port + 0 : undef;
+}
+
+sub peerpath {
+    my ($path) = _where($_[0]) =~ /\Aunix socket (.*)\z/s;
+    return $path;
+}
+
+sub DESTROY { }
+
+our $AUTOLOAD;
+
+sub AUTOLOAD {
+    my $name = $AUTOLOAD;
+    $name =~ s/.*:://;
+    Carp::croak("Net::QMTP: \$qmtp->{SOCKET}->$name is not available: the connection belongs to the C core; "
+        . '$qmtp->{SOCKET} offers peerhost, peerport, peerpath and connected only');
+}
+
+package Net::QMTP;
 
 # Debug output in libnet's form: ">>>" what is sent, "<<<" what came back.
 sub _debug {
@@ -571,6 +721,60 @@ sub _debug_answers {
         next if $per_package && $i > 0;
         $self->_debug("<<< $code" . _printable($text) . ($received ? '' : ' (not received)'));
     }
+}
+
+# What Debug can say, after a run, of how the client matched the answers
+# of messages with several recipients: the C core decides, and this reads
+# what it left (the answering style learnt before and after, the flags of
+# the results, whether the connection is still open, the error).
+# @packages: one responses() list per message sent, in order.
+sub _debug_answering {
+    my ($self, $before, @packages) = @_;
+    $before ||= 0;
+    my $answers = $self->{QMTP_ANSWERS};
+    my $after = _server_mode($self);
+    my $open = _is_open($self);
+    my ($code, $why) = _error($self);
+    my $half_closed;
+    my $wait = $answers ne 'recipient' && $before == 2
+        ? 'at once (the server was seen answering once per message before)'
+        : "after $self->{QMTP_HALFCLOSE} s without more (HalfCloseAfter)";
+    my $half_close = sub {
+        my ($n) = @_;
+        $half_closed = 1;
+        $self->_debug("the first answer of $n came, then no more: the client waited for a server that answers "
+            . "once per message and closed its side of the connection (half-close) $wait");
+    };
+    for my $i (0 .. $#packages) {
+        my $list = $packages[$i];
+        my $n = @$list;
+        next if $n < 2;
+        my $got = grep { $_->{received} } @$list;
+        my $pp = grep { $_->{per_package} } @$list;
+        if ($pp == $n && $answers eq 'package') {
+            $self->_debug("one answer stood for $n recipients (declared: Answers => 'package')");
+        } elsif ($pp == $n) {
+            $half_close->($n);
+            $self->_debug("one answer stood for $n recipients (the server answers once per message; "
+                . 'shown by its hang-up after the half-close)');
+        } elsif ($answers eq 'package') {
+            next;
+        } elsif ($got == $n && $i == $#packages && !$open && !$code) {
+            # Every answer came, yet the connection is closed: only a
+            # half-close does that.
+            $half_close->($n);
+            $self->_debug("the server then sent the other answers: it answers once per recipient");
+        } elsif ($got == $n && $before != 1 && $after == 1) {
+            $self->_debug("the server answers once per recipient (shown by $n answers for one message)");
+        } elsif ($code == $CORE{E_ANSWERS} && $why =~ /one answer for \d+ recipients, then it hung up/) {
+            $half_close->($n);
+        }
+    }
+    # Why the next call will have to reconnect, for _ready_connection.
+    $self->{QMTP_CLOSED_WHY} = $open ? undef
+        : $half_closed ? 'it was half-closed to see how the server answers'
+        : $code ? $why : undef;
+    return;
 }
 
 sub _debug_package {
@@ -597,19 +801,32 @@ Net::QMTP - Quick Mail Transfer Protocol (QMTP) client, with a C core
 
  use Net::QMTP;
 
- my $qmtp = Net::QMTP->new('mail.example.org', Timeout => 30)
-     or die "cannot connect: $@";
+ my $qmtp = Net::QMTP->new('mail.example.org', Timeout => 60)
+     or die "cannot connect: $@\n";     # add Answers => 'package' for mailfront
 
- $qmtp->sender('sender@example.org');
- $qmtp->recipient('foo@example.org');
- $qmtp->recipient('bar@example.org');
- $qmtp->message($text);               # or $qmtp->message_from_file($path)
+ for my $msg (@outbox) {                 # { to => [...], text => "From: ..." }
+     $qmtp->new_envelope;                # recipient() and message() append:
+     $qmtp->new_message;                 # start every message afresh
+     $qmtp->sender('news@example.org');
+     $qmtp->recipient($_) for @{ $msg->{to} };
+     $qmtp->message($msg->{text});       # bytes: a whole message, LF line ends
 
- my $result = $qmtp->send or die 'send failed: ' . $qmtp->error;
- for my $rcpt (keys %$result) {
-     print "$rcpt: $result->{$rcpt}\n";   # "success: ...", "deferral: ..." or "failure: ..."
+     my $result = $qmtp->send;           # true does not mean delivered
+     if (!$result) {                     # not sent: delivered to nobody
+         warn 'not sent: ', $qmtp->error, "\n";
+         retry_later($msg, $_) for @{ $msg->{to} };
+         next;
+     }
+     for my $rcpt (@{ $msg->{to} }) {    # each recipient has its own result
+         my $r = $result->{$rcpt};
+         if    ($r =~ /^success: /) { done($msg, $rcpt) }         # the server has it
+         elsif ($r =~ /^failure: /) { bounce($msg, $rcpt, $r) }   # never: bounce it
+         else                       { retry_later($msg, $rcpt) }  # deferral: try later
+     }
  }
  $qmtp->disconnect;
+
+See L</"RESULTS AND WHAT TO DO WITH THEM">.
 
 =head1 DESCRIPTION
 
@@ -617,6 +834,12 @@ QMTP is D. J. Bernstein's replacement for SMTP between mail servers: the
 message size is declared up front, there is no round trip per recipient,
 and many messages can follow each other on one connection. qmail's
 C<qmail-qmtpd>, mailfront and other servers speak it, usually on port 209.
+
+Use it to hand mail to a server of your own that speaks QMTP (a relay on
+your machine or network) from a program that sends a lot of mail: lists,
+notifications, a queue being flushed. Most mail servers on the Internet
+speak only SMTP, and QMTP has neither authentication nor encryption (see
+L</"WHAT QMTP DOES NOT DO">).
 
 This module is a drop-in replacement for Net::QMTP 0.06 by James Raftery:
 every method of that module behaves as it did, so scripts written for it
@@ -636,14 +859,14 @@ the message as the server stored it:
 
     bash examples/demo.sh
 
-The second builds the module and runs every test; it is the command CI
-runs (see L</TESTS>):
+The second, the test command, builds the module and runs every test (the
+tests against a real server skip, saying why, unless mailfront and
+ucspi-tcp are installed, as the first command does); CI runs it too, as
+the last step of F<.ci/run> (see L</TESTS>):
 
     perl Makefile.PL && make && make test
 
-From the shell, L<qmtp-send> sends standard input or files:
-
-    qmtp-send --server mail.example.org --sender me@example.org you@example.net < message
+To send mail from the shell or cron, see L<qmtp-send>.
 
 =head1 CONSTRUCTOR
 
@@ -673,7 +896,8 @@ port out of range in C<HOST> (C<host:70000>), at C<new()> or C<server()>.
 
 =item ConnectTimeout
 
-Seconds to wait for each address to accept the connection. Default 120.
+Seconds to wait for each address to accept the connection. Default: the
+C<Timeout> given, as with Net::SMTP, else 120.
 
 =item Timeout
 
@@ -734,15 +958,11 @@ answers exceeded the text limit of this send"), since its text is lost.
 
 Seconds (default 0.00005, i.e. 50 microseconds; at most 0.01; 0 turns it
 off) to keep looking for the server's answers without sleeping, once a
-message is written, before sleeping until they come: in all, however the
-answers trickle in. A server on the same machine answers sooner than a
-sleeping process can be woken (on a virtual machine each wakeup costs tens
-of microseconds), so this makes C<send()> to such a server two to three
-times as fast, for about a quarter more CPU time per message. A look that
-finds nothing makes the next ones rarer (after I<k> misses in a row the
-next 2^I<k> waits, up to 64, sleep at once), so a slow or distant server
-costs next to nothing. Signal handlers run during the look as they
-do during a sleep.
+message is written, before sleeping until they come. It makes C<send()>
+to a server on the same machine two to three times as fast, and backs off
+by itself when a server is slow or distant; there is seldom a reason to
+change it. How it works and what it costs: L<Net::QMTP::Internals/"WAITING
+FOR ANSWERS: BusyWait">.
 
 =item LocalAddr
 
@@ -776,6 +996,9 @@ without angle brackets.
 
 Adds one recipient. Returns a reference to the list of recipients (an
 empty list when there are none). Order and duplicates are kept.
+Recipients stay after C<send()>, as in 0.06: before sending another
+message on the same object, call C<new_envelope()>, or the next message
+also goes to this one's recipients.
 
 =head2 server(HOST), server()
 
@@ -791,7 +1014,9 @@ makes a valid empty message. The bytes are sent exactly as given: the
 message must already be a complete RFC 5322 message with line endings
 matching C<encoding()>. If the message comes from a file, this warns
 (C<carp>) "Message already created by message_from_file()" and returns
-C<undef>.
+C<undef>. The message stays after C<send()>, as in 0.06: call
+C<new_message()> before giving the next one, or it is appended to this
+one.
 
 =head2 message_from_file(FILE), message_from_file()
 
@@ -1085,6 +1310,12 @@ connection, no waiting.
 
 =head1 RESULTS AND WHAT TO DO WITH THEM
 
+A true return from C<send()> means the message was written and every
+recipient has a result; it does not mean that any recipient accepted it.
+Look at each recipient's result, as the L</SYNOPSIS> does. C<undef> means
+the message was not sent at all, so delivered to nobody: keep it and send
+it again later (C<error()> says why).
+
 Each recipient's result is the server's answer: C<success: > (the server
 has taken responsibility for the message), C<failure: > (it never will:
 bounce or drop it), or C<deferral: > (not now: keep the message and try
@@ -1105,6 +1336,32 @@ as the message began, and C<send_many()> does it for every such message
 as long as each new connection gets some of them sent; not after a
 timeout, when those not begun come back "not sent".
 
+=head1 WHAT QMTP DOES NOT DO
+
+=over 4
+
+=item * No authentication. QMTP has none: a server decides what it
+accepts from a client by the client's address (for qmail-qmtpd, tcpserver
+rules setting C<RELAYCLIENT>). Use it towards servers that accept mail
+from your address, and let only your own hosts relay through yours.
+
+=item * No encryption, until TLS is added to this module: everything,
+addresses and message, crosses the network in the clear. Use it on one
+machine, a private network, or through a tunnel.
+
+=item * No message editing. The bytes are sent as given: C<Bcc:> lines
+are not removed (the envelope recipients decide who gets the message, so
+take C<Bcc:> out yourself), no C<Date:> or C<Message-ID:> is added (add
+them if the message has none; a mail queue such as qmail-inject would),
+and line endings are not converted (give LF line ends, or declare CR LF
+with C<encoding('dos')>, which mailfront refuses).
+
+=item * No MX lookup or queue. The message goes to the server named, once;
+retrying deferrals later is the caller's job (see above), as is bouncing
+failures.
+
+=back
+
 =head1 ERRORS
 
 Mistakes in the calling code die (C<croak>) at the caller's line: a
@@ -1113,6 +1370,19 @@ in C<HOST>), a NUL byte in a server, C<LocalAddr> or message file name
 ("... contains a NUL byte": the system would see a shorter name), an
 unknown encoding, an undefined recipient, "Wide character in ..." for
 strings that are not bytes, and malformed C<send_many> jobs.
+
+"Wide character in sender" (or recipient, message, file name, or a
+C<send_many> job's field) means the string holds characters above 0xFF,
+which have no single byte to send. QMTP carries bytes: encode the string
+to bytes first, in the encoding its headers declare, usually UTF-8:
+
+ use Encode ();
+ $qmtp->message(Encode::encode_utf8($text));   # or Encode::encode('UTF-8', $text)
+
+A message built with C<use utf8> literals or read through an
+C<:encoding(UTF-8)> layer needs this; one read as raw bytes does not.
+Nothing is ever encoded for you, so that the bytes sent are exactly those
+given.
 
 Under taint mode (C<perl -T>), a tainted host, port or C<LocalAddr> dies
 when a connection is made with it ("Insecure dependency in connect while
@@ -1246,6 +1516,112 @@ for all the messages of a batch, but after a timeout sends nothing again.
 
 =back
 
+What a script written for 0.06 may notice, each difference on purpose:
+
+=over 4
+
+=item * B<Debug> output is in libnet's form: each line starts with the
+object (C<Net::QMTP=HASH(0x...)>), C<E<gt>E<gt>E<gt>> shows a package as
+sent (bodies abbreviated) and C<E<lt>E<lt>E<lt>> each answer; other lines
+say what the client does (connecting, reconnecting and why, half-closing
+to see how the server answers, one answer standing for several
+recipients). 0.06 printed plain lines such as "sender is ...", "sending
+envelope sender ..." and "parse response: ...", also from every accessor
+call; the accessors print nothing now.
+
+=item * B<reconnect()> returns 1 on success; 0.06 returned its
+IO::Socket::INET object (also true). Both return C<undef> on failure.
+
+=item * B<$qmtp-E<gt>{SOCKET}>, 0.06's IO::Socket::INET, is an object
+that only says where the connection goes: C<peerhost>, C<peerport> (or
+C<peerpath> for a Unix socket) and C<connected> (false once the
+connection has been closed). It is C<undef> before the first connection
+and after C<disconnect()>, as in 0.06. Everything else (reading, writing,
+C<fileno>, socket options) dies saying it is not available: the
+connection belongs to the C core, and bytes written past it would
+corrupt the protocol. Use C<Timeout>, C<LocalAddr> and the other options
+instead of socket options.
+
+=item * B<recipient(undef)> dies ("Undefined recipient"), and so does
+C<send()> when an undefined recipient was pushed onto the list that
+C<recipient()> returns ("Net::QMTP::send: Undefined recipient"), at the
+caller's line. 0.06 sent an empty recipient.
+
+=item * B<server('')> and C<server(undef)> die ("Each server must be a
+non-empty string"), and so does an empty list of servers ("No server
+specified in constructor"), at C<new()> or C<server()>, leaving the server
+as it was; 0.06 stored it, and the next C<reconnect()> failed.
+
+=item * B<An odd number of options> to C<new()> dies ("options must be
+NAME =E<gt> VALUE pairs"); 0.06 warned "Odd number of elements in hash
+assignment" (under C<-w>) and went on. Unknown option names warn and are
+ignored; 0.06 ignored them silently.
+
+=item * B<Methods called on the class> (C<Net::QMTP-E<gt>send>) die
+"Net::QMTP::send is an object method: call it on an object from
+Net::QMTP-E<gt>new" at the caller's line; 0.06 died there with a bare
+"Died".
+
+=item * B<MaxResponse>: an answer longer than 65536 bytes (the default)
+is a protocol violation: its recipient and the ones after it get a
+C<deferral: > ("no response received: protocol violation: response N is
+longer than the limit") and the connection is closed; 0.06 read an
+answer of any length into memory.
+
+=item * B<Extra answers> (more than one per recipient) are never taken
+for the next message's answers, as 0.06 took them: when they come with
+the message's own, every recipient they could belong to gets a
+C<deferral: > and C<error()> says "the server's answers did not match its
+packages: more answers than recipients"; when they come later, the next
+C<send()> finds them before it writes, drops them with the connection and
+sends the message on a new one. Either way the connection is closed and
+replaced.
+
+=item * B<message_from_file(NAME)> opens NAME as it is: C<'-'> is a file
+named F<->, not standard input; C<' f '> keeps its spaces; C<'E<lt>f'>,
+C<'E<gt>f'> and C<'cmd|'> are file names, never a redirection or a
+command. 0.06 used Perl's two-argument C<open>, which gave these their
+shell-like meanings. Send standard input with C<message()> (or with
+L<qmtp-send>).
+
+=item * B<A directory as message file>: C<send()> warns and returns
+C<undef> ("File 'DIR' is a directory, not a regular file") before writing
+anything; 0.06 wrote the start of the message, then failed with "File
+'DIR' should be N but we read 0" and left the connection in the middle
+of a package.
+
+=item * B<Subclass overrides> of C<disconnect()> and C<encoding()> are no
+longer called by the module itself: C<reconnect()> and C<DESTROY> close
+the connection directly (0.06 called C<$self-E<gt>disconnect>), and
+C<new()> sets the default encoding directly (0.06 called
+C<$self-E<gt>encoding('__GUESS__')>). C<new()> still calls
+C<$self-E<gt>reconnect>. A subclass that must act on these events should
+override C<reconnect()>, C<new()> or C<DESTROY> and call the method it
+overrides.
+
+=item * B<encoding('__GUESS__')>, 0.06's internal name for guessing from
+C<$/>, dies ("Unknown encoding: '__GUESS__'"). The guess is made at
+C<new()>, as before; set C<'unix'> or C<'dos'> explicitly afterwards.
+
+=item * B<Modules no longer loaded>: C<use Net::QMTP> loads neither
+IO::Socket (nor IO::Socket::INET, IO::Handle, Socket) nor Text::Netstring,
+as 0.06 did. A script that used those without loading them itself must
+now C<use> them.
+
+=item * B<Timeout> also bounds connecting when C<ConnectTimeout> is not
+given, as Net::SMTP's does; 0.06 had no C<Timeout> (the option was
+ignored) and without C<ConnectTimeout> waited as long as the system
+does.
+
+=item * B<$/> undefined (C<local $/>) at C<new()> gives the unix encoding
+without a warning, as 0.06 did without C<-w>.
+
+=item * B<An explicit DESTROY> closes the connection and leaves the
+object not connected, as 0.06's did: C<send()> then returns C<undef>
+("not connected: call reconnect() first") until C<reconnect()>.
+
+=back
+
 =head1 THREADS AND FORK
 
 An object belongs to the thread that made it: a new thread gets an
@@ -1259,107 +1635,38 @@ disturb the parent, but only one of them may send over it.
 The caller's signal handlers run while C<send()> and C<send_many()> wait,
 as they do during Perl's own I/O: a handler that dies (C<alarm> with
 C<die>) ends the call, and the connection it was using is closed and
-reopened at the next call. SIGPIPE never reaches the process. Messages go
-out from their own buffers, without a copy, so a handler must not change a
-message while it is being sent: meanwhile the message is read-only, and
-C<message()> or C<new_message()> called from a handler dies saying so (a
-C<send_many()> job's message changed in place dies with Perl's
-"Modification of a read-only value"). Perl still lets C<utf8::upgrade()>
-change a read-only string; a handler that does so to a message not yet
-written in full makes the call die ("a signal handler changed a message
-while it was being sent"), and the connection is closed before the rest
-goes out, so the server never gets a mangled message. A job whose
-recipients a handler takes away makes C<send_many()> die, naming the job.
-
-While a call sends, a handler may look at the object (C<error()>,
-C<responses()>, the accessors), but a handler that calls C<send()>,
-C<send_many()>, C<reconnect()> or C<disconnect()> on it dies ("this object
-is in the middle of a send"): the call under way is still using the
-connection. Other objects can be used as usual.
+reopened at the next call. SIGPIPE never reaches the process. A handler
+must not change a message being sent (it is read-only meanwhile) nor
+call C<send()>, C<send_many()>, C<reconnect()> or C<disconnect()> on the
+object that is sending: either dies, saying so. The details:
+L<Net::QMTP::Internals/SIGNALS>.
 
 =head1 PERFORMANCE
 
-C<perl bench/run> measures, side by side on loopback (medians of several
-runs, one process per run): a small C client that writes the same packages
-with nothing but write(2) and read(2) (the limit), the same C client
-busy-waiting for answers as Net::QMTP does by default (see C<BusyWait>),
-Net::QMTP C<send()> with the message in memory and from a file, with and
-without C<BusyWait>, Net::QMTP C<send_many()>, and Net::SMTP sending the
-same messages to mailfront's SMTP front end, the alternative a Perl user
-would otherwise pick; from 1 KiB to 100 MiB, to a C sink server and to
-real mailfront. Servers run on one CPU and clients on another, so every
-round trip crosses between them. See F<bench/README>. Figures from one run
-on a 2-core virtual machine shared with other work (they vary by 10 to 20%
-between runs, and C<send_many()> with ten recipients by more; the ratios on
-a row are what to compare):
-
- C sink, 1 KiB                       msg/s   vs C client  vs C busy  vs Net::SMTP
- 1 recipient   C client              14771
-               C client, busy-wait   47410      3.21x
-               send()                34257      2.32x       0.72x       1507x
-               send(), BusyWait 0    12676      0.86x
-               C client, pipelined  146086      9.89x
-               send_many()          319408      21.6x                  14054x
- 10 recipients C client              17187
-               C client, busy-wait   48010      2.79x
-               send()                29167      1.70x       0.61x       1283x
-               send(), BusyWait 0    14572      0.85x
-               C client, pipelined  128474      7.48x
-               send_many()           48791      2.84x                   2147x
-
- C sink, 1 recipient                 msg/s   vs C client            vs Net::SMTP
- 1 MiB         send()                 3955      1.18x                     54x
- 100 MiB       send()                 34.9      1.04x                     55x  (3.7 GB/s)
-               send(), from a file    27.7      0.82x                     44x  (2.9 GB/s)
-
- mailfront, 1 KiB, 1 recipient: C client 6747, send() 6194 (0.92x),
- send(), BusyWait 0 6346 (0.94x), send_many() 10313 (1.53x)
-
- peak RSS sending one 100 MiB message: 15.5 MiB from a file,
- 115.5 MiB from a scalar (the message itself plus 15.5), 628 MiB with Net::SMTP
-
- 200 messages of 1 KiB over a link with 5 ms round trips:
- send() 1.08 s (215 round trips), send_many() 0.006 s (1.3), Net::SMTP 12.8 s
-
-C<send()> waits for each answer, so at small sizes its rate is the round
-trip's. On this machine most of a round trip to the C sink is spent waking
-the two processes; by looking for the answer for up to 50 microseconds
-before sleeping, C<send()> avoids one of the two wakeups and sends 2.3
-(one recipient) or 1.7 (ten) times the messages of the C client that
-sleeps, and 0.72 or 0.61 of the C client that looks the same way. What remains is
-the Perl call, its result hash and the caller's look at each answer (the
-benchmark checks every answer in Perl, as the C client checks its own in
-C); on this machine each microsecond between an answer and the next
-message costs about two, because the server has gone back to sleep
-meanwhile. Against mailfront, which takes a few hundred microseconds per
-message, looking finds nothing and soon stops; the clients are then within
-10% of each other. C<send_many()> does not wait: with one recipient it
-outruns the pipelined C client, which writes each package with a system
-call of its own; with ten, making and freeing the Perl values of the
-results (ten entries in each result hash and ten hashes in each
-C<responses> list) takes most of its time.
-
-Net::QMTP 0.06 managed about 23 messages per second on a reused connection
-(a 40 ms Nagle stall per message) and held a 100 MiB message several times
-over in memory.
+C<send()> waits for each message's answers, so for small messages its
+rate is set by the round trip to the server: thousands of messages a
+second on loopback, a few hundred over a 5 ms link. C<send_many()> does
+not wait between messages and is limited by the server (over a 5 ms link,
+200 messages take milliseconds instead of a second). A message file is
+streamed, never held in memory whole. The benchmark (beside a minimal C
+client and Net::SMTP), its method and its figures:
+L<Net::QMTP::Internals/PERFORMANCE>.
 
 =head1 TESTS
 
-C<perl Makefile.PL && make && make test> runs every test. The tests talk
-to a scripted fake server (in F<t/lib>) for faults a real server will not
-produce on demand, and to a real one: mailfront under tcpserver on
-loopback, which skip, saying why, when mailfront and tcpserver (Debian:
-mailfront, ucspi-tcp) are not installed, and fail instead when
-C<NET_QMTP_REQUIRE_MAILFRONT=1> (as in CI). C<NET_QMTP_SOAK=1> runs the
-leak tests at full size. The C core has its own tests and fuzzers, without
-Perl: C<make -C c_src/t check asan fuzz>. Author tests: C<prove -b -r xt>.
-F<.ci/run> is what CI runs: all of the above, plus the test suite under
-valgrind and the distribution checks.
+C<perl Makefile.PL && make && make test>, the test command, runs every
+test: against a scripted fake server and against a real one (mailfront
+under tcpserver on loopback; those skip, saying why, unless the Debian
+packages mailfront and ucspi-tcp are installed). CI runs it as the last
+step of F<.ci/run>. What the tests cover, the C core's own tests and
+fuzzers, the author tests and every step of CI:
+L<Net::QMTP::Internals/TESTS>.
 
 =head1 SEE ALSO
 
-L<qmtp-send>, the command; the QMTP specification,
-L<http://cr.yp.to/proto/qmtp.txt>; L<qmail-qmtpd(8)>; L<Net::SMTP>.
+L<qmtp-send>, the command; L<Net::QMTP::Internals>, how the module works
+inside; the QMTP specification, L<http://cr.yp.to/proto/qmtp.txt>;
+L<qmail-qmtpd(8)>; L<Net::SMTP>.
 
 =head1 AUTHOR
 
