@@ -44,26 +44,6 @@ sub client {
 	return $q;
 }
 
-sub envelope {
-	my ($q, $message, @rcpts) = @_;
-	@rcpts = @RCPTS unless @rcpts;
-	$q->new_envelope;
-	$q->new_message;
-	$q->sender('s@x');
-	$q->recipient($_) for @rcpts;
-	$q->message($message);
-}
-
-# Connection 0 runs the fault, later connections behave.
-sub fault_server {
-	my ($fault, %opt) = @_;
-	return Test::QMTPServer->new(%opt, script => sub {
-		my ($c, $n) = @_;
-		return $fault->($c) if $n == 0;
-		serve_well($c);
-	});
-}
-
 sub dies_like {
 	my ($code, $re, $name) = @_;
 	my $ok = eval { $code->(); 1 };

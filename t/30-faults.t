@@ -31,16 +31,6 @@ alarm 300;
 
 my $FDS_BEFORE = fd_count();
 
-# Connection 0 runs the fault, later connections behave.
-sub fault_server {
-	my ($fault, %opt) = @_;
-	return Test::QMTPServer->new(%opt, script => sub {
-		my ($c, $n) = @_;
-		return $fault->($c) if $n == 0;
-		serve_well($c);
-	});
-}
-
 # A file the test creates once send() has returned: lets a fault script
 # stall exactly as long as the client needs, then go on.
 sub raise_flag {
@@ -53,15 +43,6 @@ sub wait_flag {
 	my ($c, $dir) = @_;
 	my $deadline = Time::HiRes::time() + 20;
 	$c->sleep(0.02) while !-e "$dir/go" && Time::HiRes::time() < $deadline;
-}
-
-sub envelope {
-	my ($q, $message) = @_;
-	$q->new_envelope;
-	$q->new_message;
-	$q->sender('s@x');
-	$q->recipient($_) for @RCPTS;
-	$q->message($message);
 }
 
 sub client {

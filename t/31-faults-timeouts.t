@@ -30,15 +30,6 @@ my $MARGIN  = 1.5;
 
 my $FDS_BEFORE = fd_count();
 
-sub fault_server {
-	my ($fault, %opt) = @_;
-	return Test::QMTPServer->new(%opt, script => sub {
-		my ($c, $n) = @_;
-		return $fault->($c) if $n == 0;
-		serve_well($c);
-	});
-}
-
 # A file the test creates once send() has returned: lets a fault script
 # stall exactly as long as the client needs, then end.
 sub flag_dir { tempdir(CLEANUP => 1) }
@@ -53,15 +44,6 @@ sub wait_flag {
 	my ($c, $dir) = @_;
 	my $deadline = Time::HiRes::time() + 20;
 	$c->sleep(0.02) while !-e "$dir/go" && Time::HiRes::time() < $deadline;
-}
-
-sub envelope {
-	my ($q, $message) = @_;
-	$q->new_envelope;
-	$q->new_message;
-	$q->sender('s@x');
-	$q->recipient($_) for @RCPTS;
-	$q->message($message);
 }
 
 sub client {

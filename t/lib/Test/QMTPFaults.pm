@@ -13,7 +13,7 @@ use Test::More;
 use Time::HiRes ();
 
 our @EXPORT = qw(@RCPTS %PREFIX $FALSE_SUCCESS $FAULT_SENDS
-    fd_count case serve_well timed_send results_ok no_false_success);
+    fd_count case serve_well fault_server envelope timed_send results_ok no_false_success);
 
 our @RCPTS  = ('a@x', 'b@x', 'c@x');
 our %PREFIX = (K => 'success: ', Z => 'deferral: ', D => 'failure: ');
@@ -45,6 +45,28 @@ sub serve_well {
 	while ($c->read_package) {
 		$c->answer_all('K', 'ok') or last;
 	}
+}
+
+# Connection 0 runs the fault, later connections behave.
+sub fault_server {
+	my ($fault, %opt) = @_;
+	require Test::QMTPServer;
+	return Test::QMTPServer->new(%opt, script => sub {
+		my ($c, $n) = @_;
+		return $fault->($c) if $n == 0;
+		serve_well($c);
+	});
+}
+
+# A fresh message from s@x to @RCPTS (or the recipients given).
+sub envelope {
+	my ($q, $message, @rcpts) = @_;
+	@rcpts = @RCPTS unless @rcpts;
+	$q->new_envelope;
+	$q->new_message;
+	$q->sender('s@x');
+	$q->recipient($_) for @rcpts;
+	$q->message($message);
 }
 
 sub timed_send {
