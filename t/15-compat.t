@@ -34,15 +34,6 @@ sub client {
 	return $q;
 }
 
-sub envelope {
-	my ($q, @rcpts) = @_;
-	$q->new_envelope;
-	$q->new_message;
-	$q->sender('s@x');
-	$q->recipient($_) for @rcpts;
-	$q->message("Subject: t\n\nhi\n");
-}
-
 # Debug lines of a call, without the object's name in front.
 sub debug_of {
 	my ($code) = @_;
@@ -103,7 +94,7 @@ case 'Timeout bounds a connect that hangs' => sub {
 case 'Debug: a server that answers once per message (found out)' => sub {
 	my $srv = per_message_server();
 	my $q = client($srv, Debug => 1, HalfCloseAfter => 0.2);
-	envelope($q, @RCPTS);
+	envelope($q, "Subject: t\n\nhi\n", @RCPTS);
 	my ($log, $res) = debug_of(sub { $q->send });
 	is_deeply($res, { map { $_ => 'success: one for all' } @RCPTS }, 'the one answer stands for all three');
 	like($log, qr/^the first answer of 3 came, then no more: the client waited for a server that answers once per message and closed its side of the connection \(half-close\) after 0\.2 s without more \(HalfCloseAfter\)$/m,
@@ -111,7 +102,7 @@ case 'Debug: a server that answers once per message (found out)' => sub {
 	like($log, qr/^one answer stood for 3 recipients \(the server answers once per message; shown by its hang-up after the half-close\)$/m,
 		'Debug says one answer stood for the three recipients, and why');
 
-	envelope($q, @RCPTS[0, 1]);
+	envelope($q, "Subject: t\n\nhi\n", @RCPTS[0, 1]);
 	($log, $res) = debug_of(sub { $q->send });
 	ok($res, 'a second message');
 	like($log, qr/^reconnecting: the previous connection was closed \(it was half-closed to see how the server answers\)$/m,
@@ -124,7 +115,7 @@ case 'Debug: a server that answers once per message (found out)' => sub {
 case "Debug: Answers => 'package' declared" => sub {
 	my $srv = per_message_server();
 	my $q = client($srv, Debug => 1, Answers => 'package');
-	envelope($q, @RCPTS);
+	envelope($q, "Subject: t\n\nhi\n", @RCPTS);
 	my ($log, $res) = debug_of(sub { $q->send });
 	ok($res, 'sent');
 	like($log, qr/^one answer stood for 3 recipients \(declared: Answers => 'package'\)$/m,
@@ -145,7 +136,7 @@ case 'Debug: a server that answers per recipient only after the half-close' => s
 		serve_well($c);
 	});
 	my $q = client($srv, Debug => 1, HalfCloseAfter => 0.2);
-	envelope($q, @RCPTS);
+	envelope($q, "Subject: t\n\nhi\n", @RCPTS);
 	my ($log, $res) = debug_of(sub { $q->send });
 	is_deeply([ map { $res->{$_} } @RCPTS ], [ 'success: first', 'success: second', 'success: third' ],
 		'every answer its own');
@@ -157,7 +148,7 @@ case 'Debug: a server that answers per recipient only after the half-close' => s
 case 'Debug: a server that answers per recipient at once' => sub {
 	my $srv = Test::QMTPServer->new(script => \&serve_well);
 	my $q = client($srv, Debug => 1);
-	envelope($q, @RCPTS);
+	envelope($q, "Subject: t\n\nhi\n", @RCPTS);
 	my ($log, $res) = debug_of(sub { $q->send });
 	ok($res, 'sent');
 	like($log, qr/^the server answers once per recipient \(shown by 3 answers for one message\)$/m,
@@ -208,9 +199,9 @@ case 'an undefined recipient pushed onto the list: croaks at the caller' => sub 
 	for my $how ('usual', 'Debug', 'file') {
 		my $q = client($srv, $how eq 'Debug' ? (Debug => 1) : ());
 		local $SIG{__WARN__} = sub { };
-		envelope($q, 'a@x');
+		envelope($q, "Subject: t\n\nhi\n", 'a@x');
 		ok($q->send, "$how: a first message");    # the connection is then in use
-		envelope($q, 'a@x');
+		envelope($q, "Subject: t\n\nhi\n", 'a@x');
 		if ($how eq 'file') {
 			$q->new_message;
 			$q->message_from_file($FILE);
@@ -225,7 +216,7 @@ case 'an undefined recipient pushed onto the list: croaks at the caller' => sub 
 		ok($q->send, "$how: the object is still usable");
 	}
 	my $q = client($srv);
-	envelope($q, 'a@x');
+	envelope($q, "Subject: t\n\nhi\n", 'a@x');
 	my $ok = eval {
 		local $SIG{ALRM} = sub { die "my alarm\n" };
 		$q->send;
@@ -265,7 +256,7 @@ case '$qmtp->{SOCKET}: where the connection goes, as far as is safe' => sub {
 case 'an explicit DESTROY, then send: not connected, as in 0.06' => sub {
 	my $srv = Test::QMTPServer->new(script => \&serve_well);
 	my $q = client($srv);
-	envelope($q, 'a@x');
+	envelope($q, "Subject: t\n\nhi\n", 'a@x');
 	$q->DESTROY;
 	is($q->send, undef, 'send returns undef');
 	like($q->error, qr/^not connected/, '... because it is not connected');
