@@ -160,4 +160,28 @@ EOS
     is($? >> 8, 100, '--max-age without --maildir: a usage error');
 }
 
+# Standard input closed: perl opens the script itself on descriptor 0,
+# which must never go out as the message.
+{
+    my $cmd = join ' ', map { quotemeta } $^X, '-Mblib', $script, '-v', @server, 'a@example.org';
+    $mf->clear if $mf->can('clear');
+    system("$cmd <&- >$dir/stdout 2>$dir/stderr");
+    my $code = $? >> 8;
+    is($code, 100, 'standard input closed: exit 100');
+    like(slurp("$dir/stderr"), qr/standard input: it is closed/, '... saying so');
+    unlike(slurp("$dir/stdout"), qr/success/, '... and nothing was sent');
+}
+
+# A FIFO given with -F is refused, not waited on.
+{
+    require POSIX;
+    my $fifo = "$dir/fifo";
+    POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
+    my $t0 = time;
+    my ($code, $out, $err) = run(undef, @server, '-F', $fifo, '-F', $small, 'a@example.org');
+    cmp_ok(time - $t0, '<', 20, '-F FIFO: qmtp-send does not wait for a writer');
+    is($code, 100, '... the FIFO is that message\'s failure: 100');
+    like($err, qr/not a regular file/, '... saying why');
+}
+
 done_testing;

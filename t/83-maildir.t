@@ -347,6 +347,37 @@ is("$stq|$outq|$errq", '111||', 'quiet: nothing printed, status 111');
 	is($b[0]{recipients}[0], 'm@example.org', 'to the sender');
 }
 
+# Odd files among the messages: a symlink (read through, it never matched
+# at removal and went out again on every run), a FIFO (waited on for ever,
+# with the lock held), and a young file named "5.eml" (taken for a message
+# delivered in 1970, and bounced on its first temporary refusal).
+{
+	require POSIX;
+	my $d = maildir();
+	put($d, sender => 's@example.org', rcpt => 'ppp-real@example.net', body => body('real one'));
+	spit("$d/tmp/target", "Return-Path: <s\@example.org>\nDelivered-To: ppp-link\@example.net\n" . body('via link'));
+	symlink("$d/tmp/target", "$d/new/1700000000.M1P1.link") or die "symlink: $!";
+	POSIX::mkfifo("$d/new/1700000001.M2P1.fifo", 0600) or die "mkfifo: $!";
+	$mf->clear;
+	local $SIG{ALRM} = sub { die "hung\n" };
+	alarm 20;
+	my ($s, $o, $e) = eval { cli({ %opt }, $d, 'ppp-') };
+	alarm 0;
+	is($@, '', 'the flush does not hang');
+	like($e // '', qr/1700000000\.M1P1\.link\t.*not a regular file/, 'a symlink is left alone, saying why');
+	like($e // '', qr/1700000001\.M2P1\.fifo\t.*not a regular file/, 'so is a FIFO');
+	my @q = $mf->queued;
+	is(scalar(grep { $_->{message} =~ /via link/ } @q), 0, 'nothing went out through the symlink');
+	is(scalar(grep { $_->{message} =~ /real one/ } @q), 1, 'the real message went out');
+
+	my $d5 = maildir();
+	spit("$d5/new/5.eml", "Return-Path: <s\@example.org>\nDelivered-To: ppp-tempfail-five\@example.net\n" . body('five'));
+	($s, $o, $e) = cli({ %opt }, $d5, 'ppp-');
+	is($s, 111, 'a young message named 5.eml, refused for now: 111');
+	ok(-e "$d5/new/5.eml", '... kept');
+	unlike($e, qr/bounced/, '... not bounced as if it came from 1970');
+}
+
 # Through the command, when it has --maildir.
 SKIP: {
 	my $script = -f 'blib/script/qmtp-send' ? 'blib/script/qmtp-send' : 'bin/qmtp-send';

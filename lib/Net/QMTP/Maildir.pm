@@ -8,7 +8,7 @@ use warnings;
 
 use Carp qw(croak);
 use Errno ();
-use Fcntl qw(:flock O_RDONLY O_RDWR O_WRONLY O_CREAT O_EXCL);
+use Fcntl qw(:flock O_RDONLY O_RDWR O_WRONLY O_CREAT O_EXCL O_NONBLOCK O_NOFOLLOW);
 use POSIX ();
 use Net::QMTP;
 
@@ -173,7 +173,9 @@ sub _fatal {
 
 sub _name_time {
 	my ($name) = @_;
-	return $name =~ m{\A(?:new|cur)/(\d{1,10})\.} ? $1 : 0;
+	# A maildir name starts with its delivery time: only a plausible one
+	# (after 2000) counts, never a name such as "5.eml".
+	return $name =~ m{\A(?:new|cur)/(\d{9,10})\.} && $1 >= 946684800 ? $1 : 0;
 }
 
 # Report one message's outcome; updates counts and status.
@@ -210,14 +212,23 @@ sub _read_message {
 	my $path = "$self->{dir}/$name";
 	my $m = { name => $name, path => $path };
 	my $fh;
-	if (!sysopen $fh, $path, O_RDONLY) {
-		return if $!{ENOENT};    # removed meanwhile (by a reader of the maildir)
+	# Only a regular file of its own: a symlink would be read through and
+	# then never match at removal (sent again every run), a FIFO would
+	# wait for a writer with the lock held.
+	my @link = lstat $path or return;    # removed meanwhile (by a reader of the maildir)
+	if (!-f _) {
+		return if -d _;
+		$self->_outcome($m, 'malformed', 'not a regular file (a symlink, FIFO or device); left alone');
+		return;
+	}
+	if (!sysopen $fh, $path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW) {
+		return if $!{ENOENT};
 		$self->_outcome($m, 'not_sent', "cannot open: $!; kept");
 		return;
 	}
 	binmode $fh;
 	my @st = stat $fh;
-	return unless -f _;          # a directory or other oddity in new/ or cur/
+	return unless -f _ && $st[0] == $link[0] && $st[1] == $link[1];    # replaced meanwhile
 	$m->{stat} = [ @st[0, 1, 7, 9] ];    # dev ino size mtime
 	my $mtime = $st[9];
 	my $nt = _name_time($name);
