@@ -328,7 +328,8 @@ case 'a connection that showed per-recipient answers is still checked when pipel
 };
 
 case "send_many's error() says answers were lost even when another job was cut" => sub {
-	my $srv = Test::QMTPServer->new(script => sub {
+	# A small receive buffer: job 2 cannot be written in full before the cut.
+	my $srv = Test::QMTPServer->new(rcvbuf => 4096, script => sub {
 		my ($c, $n) = @_;
 		if ($n == 0) {
 			$c->read_package or return;    # job 1, written in full, never answered
@@ -342,14 +343,14 @@ case "send_many's error() says answers were lost even when another job was cut" 
 	});
 	my $q = client($srv);
 	my $r = $q->send_many({ sender => 's@x', recipients => ['a@x'], message => "m1\n" },
-		{ sender => 's@x', recipients => ['b@x'], message => 'x' x 8_000_000 });
+		{ sender => 's@x', recipients => ['b@x'], message => 'x' x 16_000_000 });    # more than any socket buffer
 	like($r->[0]{result}{'a@x'} // '', qr/\Adeferral: no response received/, 'job 1: its answer was lost');
 	is($r->[1]{result}{'b@x'}, 'success: ok', 'job 2: sent again, and accepted');
 	like($q->error // '', qr/\S/, 'error() says what happened to job 1');
 };
 
 case 'a message send_many keeps in place is read-only until it returns, then as before' => sub {
-	my $srv = Test::QMTPServer->new(script => sub {
+	my $srv = Test::QMTPServer->new(rcvbuf => 4096, script => sub {
 		my ($c, $n) = @_;
 		if ($n == 0) {
 			$c->read_package or return;
@@ -365,7 +366,7 @@ case 'a message send_many keeps in place is read-only until it returns, then as 
 	});
 	my $q = client($srv);
 	my @jobs = ({ sender => 's@x', recipients => ['a@x'], message => "m1\n" },
-		{ sender => 's@x', recipients => ['b@x'], message => 'y' x 4_000_000 });
+		{ sender => 's@x', recipients => ['b@x'], message => 'y' x 16_000_000 });    # more than any socket buffer
 	my $during;
 	local $SIG{ALRM} = sub { $during = Internals::SvREADONLY($jobs[1]{message}) };
 	Time::HiRes::alarm(0.3);
@@ -373,7 +374,7 @@ case 'a message send_many keeps in place is read-only until it returns, then as 
 	Time::HiRes::alarm(0);
 	ok($during, 'read-only while send_many ran');
 	ok(!Internals::SvREADONLY($jobs[1]{message}), 'writable again afterwards');
-	is($r->[1]{result}{'b@x'}, 'success: got 4000000', 'the second round sent the bytes prepared');
+	is($r->[1]{result}{'b@x'}, 'success: got 16000000', 'the second round sent the bytes prepared');
 };
 
 done_testing();
