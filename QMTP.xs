@@ -902,6 +902,31 @@ _connect(c, host, port)
   OUTPUT:
     RETVAL
 
+UV
+_crlf_to_lf(sv)
+    SV *sv
+  PREINIT:
+    char *buf;
+    STRLEN len;
+    size_t kept;
+  CODE:
+    /* For a string the caller made to be sent (the Email::Sender transport's
+     * copy from as_string): converted in place, no second copy of the
+     * message. Returns how many CRs went. */
+    if (SvREADONLY(sv) || SvROK(sv)) {
+        croak("Net::QMTP::_crlf_to_lf: needs a writable string");
+    }
+    buf = SvPV_force(sv, len); /* get-magic once; a shared (COW) buffer is unshared */
+    kept = qmtp_crlf_to_lf(buf, len);
+    if (kept != len) {
+        SvCUR_set(sv, kept);
+        buf[kept] = '\0';
+        SvSETMAGIC(sv);
+    }
+    RETVAL = (UV)(len - kept);
+  OUTPUT:
+    RETVAL
+
 int
 _local_addr(c, addr)
     qmtp_client *c

@@ -196,6 +196,11 @@ int qmtp_pkg_body(qmtp_client *c, const char *msg, size_t len);
  * while sending. Returns QMTP_E_FILE with errstr naming the problem. */
 int qmtp_pkg_file(qmtp_client *c, const char *path);
 
+/* Turns each CR LF pair in buf into LF, in place (a lone CR or LF stays),
+ * for messages made with CR LF that go with the unix encoding. Returns the
+ * new length; buf is not NUL-terminated by it. */
+size_t qmtp_crlf_to_lf(char *buf, size_t len);
+
 /* Completes the package begun last (it needs a body and a recipient). */
 int qmtp_pkg_end(qmtp_client *c);
 

@@ -192,6 +192,34 @@ int qmtp_pkg_file(qmtp_client *c, const char *path)
     return QMTP_OK;
 }
 
+size_t qmtp_crlf_to_lf(char *buf, size_t len)
+{
+    char *src = buf, *dst = buf, *end = buf + len;
+
+    if (len == 0) {
+        return 0;
+    }
+    while (src < end) {
+        char *cr = memchr(src, '\r', (size_t)(end - src));
+        size_t run = cr != NULL ? (size_t)(cr - src) : (size_t)(end - src);
+
+        if (dst != src) {
+            memmove(dst, src, run);
+        }
+        dst += run;
+        src += run;
+        if (cr == NULL) {
+            break;
+        }
+        if (src + 1 < end && src[1] == '\n') {
+            src++; /* the CR of a pair goes; its LF is copied next */
+        } else {
+            *dst++ = *src++;
+        }
+    }
+    return (size_t)(dst - buf);
+}
+
 int qmtp_pkg_end(qmtp_client *c)
 {
     struct qmtp_pkg *p = current(c);

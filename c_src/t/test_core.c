@@ -450,6 +450,34 @@ static void test_busy_wait(void)
     qmtp_free(c);
 }
 
+/* Each vector converted where its last byte sits just before the guard
+ * page: a read past the end would fault. */
+static void test_crlf_to_lf(void)
+{
+    static const struct { const char *in, *out; } v[] = {
+        { "", "" },
+        { "\r", "\r" },
+        { "\n", "\n" },
+        { "\r\n", "\n" },
+        { "a\r\nb\r\n", "a\nb\n" },
+        { "\r\r\n", "\r\n" },
+        { "\r\n\r\n", "\n\n" },
+        { "a\rb\n\r", "a\rb\n\r" },
+        { "no line end", "no line end" },
+        { "\n\r\r\n\r", "\n\r\n\r" },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+        size_t len = strlen(v[i].in), got;
+        char *buf = (char *)at_guard(v[i].in, len);
+
+        got = qmtp_crlf_to_lf(buf, len);
+        CHECK(got == strlen(v[i].out) && memcmp(buf, v[i].out, got) == 0,
+              "crlf_to_lf vector %u: length %u", (unsigned)i, (unsigned)got);
+    }
+}
+
 int main(void)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -462,6 +490,7 @@ int main(void)
     test_encode();
     test_engine();
     test_busy_wait();
+    test_crlf_to_lf();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

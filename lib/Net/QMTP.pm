@@ -1453,6 +1453,29 @@ A subclass with its own fields, as with 0.06:
  use parent 'Net::QMTP';
  sub new { my $self = shift->SUPER::new(@_) or return; $self->{sent} = 0; $self }
 
+=head1 SENDING FROM AN APPLICATION
+
+Applications that build messages with Email::MIME or Email::Stuffer and
+send them through L<Email::Sender> use QMTP through
+L<Email::Sender::Transport::QMTP>, part of this distribution, with no
+change to their code:
+
+ EMAIL_SENDER_TRANSPORT=QMTP EMAIL_SENDER_TRANSPORT_host=mail.example.org
+
+or by naming the transport:
+
+ use Email::Sender::Simple qw(sendmail);
+ use Email::Sender::Transport::QMTP;
+ sendmail($email, { transport => Email::Sender::Transport::QMTP->new(host => 'mail.example.org') });
+
+The transport converts CR LF line endings to LF (Email::MIME makes CR LF;
+mailfront wants LF), and maps the answers to Email::Sender's results so
+that none leads the application to send again to a recipient that
+accepted the message. It needs Email::Sender (Debian:
+libemail-sender-perl); Net::QMTP itself does not.
+L<Email::Sender::Transport::QMTP::Persistent> keeps one connection
+across messages.
+
 =head1 DIFFERENCES FROM 0.06
 
 =over 4
@@ -1664,8 +1687,8 @@ L<Net::QMTP::Internals/TESTS>.
 
 =head1 SEE ALSO
 
-L<qmtp-send>, the command; L<Net::QMTP::Internals>, how the module works
-inside; the QMTP specification, L<http://cr.yp.to/proto/qmtp.txt>;
+L<qmtp-send>, the command; L<Email::Sender::Transport::QMTP>, for
+Email::Sender; L<Net::QMTP::Internals>, how the module works inside; the QMTP specification, L<http://cr.yp.to/proto/qmtp.txt>;
 L<qmail-qmtpd(8)>; L<Net::SMTP>.
 
 =head1 AUTHOR

@@ -63,7 +63,7 @@ like(join("\n", @example), qr/success: .*failure: /s, 'the example checks each r
 # Every method README calls exists, and every constructor option it names
 # is documented.
 require Net::QMTP;
-my %called = map { $_ => 1 } $readme =~ /->(\w+)/g;
+my %called = map { $_ => 1 } $readme =~ /(?<!Transport::QMTP)->(\w+)/g;
 for my $method (sort keys %called) {
     ok(Net::QMTP->can($method), "README calls Net::QMTP->$method, which exists");
 }
@@ -96,7 +96,8 @@ for my $line ($readme =~ /apt-get install ([^\n]+)/g) {
 
 # The pages and files it points to exist.
 my %page = ('Net::QMTP' => 'lib/Net/QMTP.pm', 'Net::QMTP::Internals' => 'lib/Net/QMTP/Internals.pod',
-            'qmtp-send' => 'bin/qmtp-send');
+            'qmtp-send' => 'bin/qmtp-send',
+            'Email::Sender::Transport::QMTP' => 'lib/Email/Sender/Transport/QMTP.pm');
 for my $name ($readme =~ /perldoc ([\w:-]+)/g) {
     ok($page{$name} && -f $page{$name}, "perldoc $name: its page is in the distribution");
 }

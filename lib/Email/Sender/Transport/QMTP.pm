@@ -158,7 +158,7 @@ sub send_email {
     utf8::downgrade($text, 1)
         or _croak('the message has characters above 255: '
             . 'encode it to bytes first (Email::MIME does, given charset and encoding)');
-    $text =~ s/\015\012/\012/g if $self->crlf_to_lf && index($text, "\015\012") >= 0;
+    Net::QMTP::_crlf_to_lf($text) if $self->crlf_to_lf; # in place: perl's s///g would copy
 
     my $q = $self->_client;
     if (!$self->_persistent || !$self->{_connected}) {
