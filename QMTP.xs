@@ -205,7 +205,11 @@ static int64_t seconds_to_ms(NV seconds)
     if (!(seconds > 0)) {
         return 1;
     }
-    return seconds > 1e9 ? (int64_t)1e12 : (int64_t)(seconds * 1000);
+    if (seconds > 1e9) {
+        return (int64_t)1e12;
+    }
+    /* Up, never to 0: 0 ms would mean no limit at all. */
+    return seconds * 1000 < 1 ? 1 : (int64_t)(seconds * 1000);
 }
 
 /* Undoes hold_still when the scope it was called in ends, however it ends. */

@@ -483,6 +483,16 @@ case 'TotalTimeout stops a server trickling inside every Timeout: send()' => sub
 		or diag 'error: ' . ($q->error // 'undef');
 };
 
+case 'a TotalTimeout under a millisecond is a limit, not none' => sub {
+	my $srv = fault_server(sub { my ($c) = @_; $c->read_package; $c->sleep(5) });
+	my $q = client($srv, Timeout => 10);
+	$q->{QMTP_TOTAL} = 0.0004; # as TotalTimeout => 0.0004 sets it, past the connect
+	envelope($q, "quick\n", 'a@x');
+	my ($res, $t) = timed_send($q);
+	cmp_ok($t, '<', 2, sprintf('send() with TotalTimeout 0.0004 came back at once (%.2f s), not after the stall', $t));
+	no_false_success($q, $res, [], 'TotalTimeout under 1 ms');
+};
+
 case 'TotalTimeout stops a server trickling inside every Timeout: send_many()' => sub {
 	my $srv = trickle_server();
 	my $q = client($srv, Timeout => 0.8, TotalTimeout => 1.5);

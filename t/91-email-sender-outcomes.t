@@ -195,6 +195,57 @@ sub recipients_of { my ($e) = @_; return [ Scalar::Util::blessed($e) ? $e->recip
 }
 
 {
+	# A recipient listed twice is accepted once: it has the message.
+	my $srv = answering('Kok', 'Dno', 'Kok');
+	my ($r, $e) = try_send(transport($srv, answers => 'recipient'), undef,
+		{ from => 's@x', to => ['a@x', 'a@x', 'b@x'] });
+	isa_ok($r, 'Email::Sender::Success', 'a@x twice, accepted once and refused once: a success');
+	$srv = answering('Kok', 'Dno', 'Zlater');
+	($r, $e) = try_send(transport($srv, answers => 'recipient'), undef,
+		{ from => 's@x', to => ['a@x', 'a@x', 'b@x'] });
+	is_deeply(recipients_of($e), ['b@x'], 'a@x twice, accepted once: never named in the failure');
+	unlike($e->message, qr/not to a\@x/, 'nor in its message');
+	$srv = answering('Kok', 'Kok', 'Kok', 'Kextra');
+	($r, $e) = try_send(transport($srv, answers => 'recipient'));
+	isa_ok($e, 'Email::Sender::Failure::Temporary', 'answers that do not fit the recipients');
+	like($e->message, qr/\Athe message was not accepted for now: deferral: no response received: the server's answers did not match/,
+		'answers that do not fit: not called a refusal by the server');
+	ok(!defined $e->code, 'answers that do not fit: no code of the server\'s');
+}
+
+{
+	# total_timeout bounds the whole send, connecting included: a first
+	# server that never accepts, then one that stalls.
+	my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1);
+	my @fill = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $listen->sockport, Blocking => 0) } 1 .. 8;
+	my $srv = Test::QMTPServer->new(sub { my ($c) = @_; $c->read_package; $c->sleep(8) });
+	my $t = Email::Sender::Transport::QMTP->new(host => ['127.0.0.1:' . $listen->sockport, '127.0.0.1:' . $srv->port],
+		connect_timeout => 1, timeout => 10, total_timeout => 2);
+	my $t0 = Time::HiRes::time();
+	my ($r, $e) = try_send($t);
+	my $took = Time::HiRes::time() - $t0;
+	isa_ok($e, 'Email::Sender::Failure::Temporary', 'total_timeout');
+	cmp_ok($took, '<', 3.5, sprintf('total_timeout 2 bounds the send, connecting included (%.2f s)', $took));
+}
+
+SKIP: {
+	require Config;
+	skip 'perl without threads', 2 unless $Config::Config{useithreads} && eval { require threads; 1 };
+	my $srv = answering('Kok');
+	for my $class (qw(Email::Sender::Transport::QMTP Email::Sender::Transport::QMTP::Persistent)) {
+		my $t = $class->new(host => '127.0.0.1', port => $srv->port);
+		try_send($t, undef, { from => 's@x', to => ['a@x'] });
+		$t->disconnect;
+		my $ok = threads->create(sub {
+			my ($r) = try_send($t, undef, { from => 's@x', to => ['a@x'] });
+			$t->disconnect;
+			return $r && $r->isa('Email::Sender::Success') ? 1 : 0;
+		})->join;
+		ok($ok, "$class made before a thread sends from it");
+	}
+}
+
+{
 	# Not persistent: a connection per message, closed after it.
 	my $srv = answering('Kok', 'Kok', 'Kok');
 	my $t = transport($srv);
@@ -282,10 +333,16 @@ sub recipients_of { my ($e) = @_; return [ Scalar::Util::blessed($e) ? $e->recip
 	like($e->message, qr/\Ano sender/, 'no sender: says so');
 	is($srv->connections, 0, 'neither connected');
 
-	my $wide = Email::Simple->create(header => [From => 's@x'], body => "caf\x{e9} \x{263a}");
+	my $wide = do { local $SIG{__WARN__} = sub {}; # Email::Simple's own "Body with wide characters"
+		Email::Simple->create(header => [From => 's@x'], body => "caf\x{e9} \x{263a}") };
 	eval { $t->send($wide, { from => 's@x', to => ['a@x'] }) }; my $line = __LINE__;
 	like($@, qr/characters above 255: encode it to bytes first.* at \Q$0\E line $line\.$/m,
 		'a wide character dies at the caller\'s line');
+
+	eval { $t->send(email(), { from => 's@x', to => ["\x{263a}\@x"] }) }; $line = __LINE__;
+	like($@, qr/the address '.*' has characters above 255.* at \Q$0\E line $line\.$/,
+		'a wide character in an address dies at the caller\'s line');
+	is($srv->connections, 0, 'before connecting');
 
 	for my $case (
 		[ { port => 70000 }, qr/port must be a number from 1 to 65535/ ],
@@ -305,6 +362,14 @@ sub recipients_of { my ($e) = @_; return [ Scalar::Util::blessed($e) ? $e->recip
 	}
 	is_deeply([ Email::Sender::Transport::QMTP->new(host => 'a.example, b.example:2209')->hosts ],
 		['a.example', 'b.example:2209'], 'a list of servers in one string');
+	is_deeply([ Email::Sender::Transport::QMTP->new(host => " a.example ,b.example\n")->hosts ],
+		['a.example', 'b.example'], 'spaces around the servers of a list go');
+	eval { Email::Sender::Transport::QMTP->new(host => 'a.example,') };
+	like($@, qr/server 2 is ''/, 'an empty server in a list dies, naming it');
+	eval { Email::Sender::Transport::QMTP->new(host => 'a b') };
+	like($@, qr/server 1 is 'a b'/, 'a server with a space dies');
+	my $d = Email::Sender::Transport::QMTP->new(port => undef, timeout => undef, crlf_to_lf => undef);
+	is_deeply([ $d->port, $d->timeout, $d->crlf_to_lf ], [209, 120, 1], 'an undefined argument is one not given');
 	is_deeply([ Email::Sender::Transport::QMTP->new(hosts => ['a', 'b'])->hosts ], ['a', 'b'],
 		'hosts, as the SMTP transport has');
 }

@@ -404,6 +404,10 @@ sub disconnect {
     return 1;
 }
 
+# For Email::Sender::Transport::QMTP: the next send or send_many opens the
+# connection itself, within its own TotalTimeout, if it is not open.
+sub _want_connection { $_[0]{QMTP_WANTED} = 1; return }
+
 # A package must start on a connection that is open, not past the session
 # limit, and not closed by the server while it sat idle; anything else is
 # reopened first (the caller asked for a connection and has not dropped it).

@@ -25,6 +25,7 @@ use Email::Sender::Failure::Temporary;
 use Email::Sender::Role::HasMessage ();
 use Email::Sender::Success::Partial;
 use Net::QMTP;
+use Scalar::Util ();
 
 # Dies naming the caller's line: the first one outside this transport,
 # Moo's constructors and Email::Sender's layers (its roles, Simple, and
@@ -55,6 +56,7 @@ my %OPTION_NAME = (Port => 'port', Timeout => 'timeout', ConnectTimeout => 'conn
 sub BUILDARGS {
     my ($class, @args) = @_;
     my %arg = %{ $class->SUPER::BUILDARGS(@args) }; # a copy: the caller's hash stays as it was
+    delete @arg{ grep { !defined $arg{$_} } keys %arg }; # undef: not given, the default holds
     my @unknown = sort grep { !$ARG{$_} } keys %arg;
     _croak('unknown argument' . (@unknown > 1 ? 's ' : ' ')
         . join(', ', map { "'$_'" } @unknown) . '; known are ' . join(', ', sort keys %ARG)) if @unknown;
@@ -64,11 +66,17 @@ sub BUILDARGS {
     }
     if (exists $arg{host}) {
         my $host = $arg{host};
-        my @list = ref $host eq 'ARRAY' ? @$host
-            : defined $host && !ref $host ? split(/\s*,\s*/, $host) : ();
-        _croak("host must be a server or a list of servers (an array reference or "
-            . "'a.example, b.example'), not " . (defined $host ? "'$host'" : 'undef'))
-            unless @list && !grep { !defined || ref || !length } @list;
+        my @list = ref $host eq 'ARRAY' ? @$host : !ref $host ? split(/,/, $host, -1) : ();
+        if (!ref $host) {
+            s/\A\s+//, s/\s+\z// for @list;
+        }
+        my $what = "host must be a server or a list of servers (an array reference or 'a.example, b.example')";
+        _croak("$what, not '$host'") unless @list;
+        for my $i (0 .. $#list) {
+            my $one = $list[$i];
+            _croak("$what; server " . ($i + 1) . ' is ' . (defined $one ? ref $one ? 'a reference' : "'$one'" : 'undef'))
+                unless defined $one && !ref $one && length $one && $one !~ /\s/;
+        }
         $arg{host} = \@list;
     }
     return \%arg;
@@ -103,13 +111,13 @@ sub BUILD {
 }
 
 # The Net::QMTP client, made when first needed: anew in a thread (a client
-# cannot be shared, so a thread's copy is undef) and in a forked child,
+# cannot be shared: a thread's copy is an unblessed husk) and in a forked child,
 # where the parent's connection must not be written to. Dropping the
 # parent's copy in the child closes only the child's descriptor.
 sub _client {
     my ($self) = @_;
     my $q = $self->{_client};
-    return $q if $q && $self->{_pid} == $$;
+    return $q if Scalar::Util::blessed($q) && $self->{_pid} == $$;
     $self->{_connected} = 0;
     my @opt = (
         Port         => $self->port,
@@ -151,32 +159,33 @@ sub send_email {
     Email::Sender::Failure::Permanent->throw(
         "no sender: the envelope's from is undefined (the null sender is '')")
         unless defined $env->{from};
+    # Addresses go out as bytes: a character above 255 is the caller's
+    # mistake, said before anything is sent.
+    for my $address ($env->{from}, @to) {
+        utf8::downgrade(my $copy = "$address", 1)
+            or _croak("the address '$address' has characters above 255: encode it to bytes first");
+    }
 
-    # as_string makes a string of its own, so it is converted in place: no
-    # second copy of the message, and the caller's email is not changed.
-    my $text = $email->as_string;
-    utf8::downgrade($text, 1)
+    # as_string makes a string of its own, which goes straight into the
+    # job and is converted there, in place: no second copy of the message,
+    # and the caller's email is not changed.
+    my %job = (sender => $env->{from}, recipients => \@to, message => $email->as_string,
+        encoding => $self->encoding);
+    utf8::downgrade($job{message}, 1)
         or _croak('the message has characters above 255: '
             . 'encode it to bytes first (Email::MIME does, given charset and encoding)');
-    Net::QMTP::_crlf_to_lf($text) if $self->crlf_to_lf; # in place: perl's s///g would copy
+    Net::QMTP::_crlf_to_lf($job{message}) if $self->crlf_to_lf; # perl's s///g would copy
 
+    # send_many connects if it must, within its own total_timeout.
     my $q = $self->_client;
-    if (!$self->_persistent || !$self->{_connected}) {
-        $q->reconnect
-            or $self->_not_sent(\@to, 'unable to establish a QMTP connection to ' . $self->_where
-                . ': ' . $q->error);
-        $self->{_connected} = 1;
-    }
-    my $results = $q->send_many({
-        sender     => $env->{from},
-        recipients => \@to,
-        message    => $text,
-        encoding   => $self->encoding,
-    });
+    $q->_want_connection;
+    $self->{_connected} = 1;
+    my $results = $q->send_many(\%job);
     my $error = $q->error;
     $self->disconnect unless $self->_persistent;
 
-    $results or $self->_not_sent(\@to, 'QMTP to ' . $self->_where . ": $error");
+    $results or $self->_not_sent(\@to, 'unable to establish a QMTP connection to ' . $self->_where
+        . ": $error");
     my $result = $results->[0];
     $result->{result} or $self->_not_sent(\@to, 'QMTP to ' . $self->_where . ": $result->{error}");
     return $self->_outcome($result->{responses});
@@ -191,39 +200,48 @@ sub _not_sent {
 # The mapping from the server's answers to Email::Sender's results. What
 # decides it: a recipient the server accepted has the message, and QMTP
 # cannot take that back, so no result may lead a caller to send it to
-# that recipient again. A failure thrown names only the recipients that
-# do not have the message.
+# that recipient again. A failure thrown names only recipients that do
+# not have the message, even when one was listed twice and accepted once.
 sub _outcome {
     my ($self, $responses) = @_;
-    my (@accepted, @failures, %kind);
+    my %accepted = map { $_->{code} eq 'K' ? ($_->{recipient} => 1) : () } @$responses;
+    my (@accepted, @refused, %seen);
     for my $r (@$responses) {
         if ($r->{code} eq 'K') {
-            push @accepted, $r;
-            next;
+            push @accepted, $r unless $seen{ $r->{recipient} }++;
+        } elsif (!$accepted{ $r->{recipient} } && !$seen{ $r->{recipient} }++) {
+            push @refused, $r;
         }
-        my $class = $r->{code} eq 'D' ? 'Email::Sender::Failure::Permanent' : 'Email::Sender::Failure::Temporary';
-        $kind{ $r->{code} }++;
-        push @failures, $class->new({
-            message    => "$r->{recipient}: $r->{response}",
-            recipients => [ $r->{recipient} ],
-            code       => $r->{code},
-        });
     }
     my $accepted_text = _texts(map { $_->{text} } @accepted);
-    return $self->success({ message => $accepted_text }) unless @failures;
+    return $self->success({ message => $accepted_text }) unless @refused;
+
+    # An answer Net::QMTP made up (none came, or none could be matched) is
+    # no refusal by the server, and has no code of the server's.
+    my @failures = map {
+        my $r = $_;
+        my $class = $r->{code} eq 'D' ? 'Email::Sender::Failure::Permanent' : 'Email::Sender::Failure::Temporary';
+        $class->new({
+            message    => "$r->{recipient}: $r->{response}",
+            recipients => [ $r->{recipient} ],
+            ($r->{received} ? (code => $r->{code}) : ()),
+        });
+    } @refused;
 
     if (!@accepted) {
         $failures[0]->throw if @failures == 1;
+        my %kind = map { $_->{code} => 1 } @refused;
         if (keys %kind == 1) {
             # All refused the same way: one failure of that kind, for all.
             my ($code) = keys %kind;
-            my $class = ref $failures[0];
-            $class->throw({
-                message => 'the QMTP server refused the message '
-                    . ($code eq 'D' ? 'permanently' : 'for now') . ': '
-                    . _texts(map { $_->{text} } @$responses),
-                recipients => [ map { $_->{recipient} } @$responses ],
-                code       => $code,
+            my $made_up = grep { !$_->{received} } @refused;
+            ref($failures[0])->throw({
+                message => ($code eq 'D' ? 'the QMTP server refused the message permanently'
+                        : $made_up ? 'the message was not accepted for now'
+                        : 'the QMTP server refused the message for now')
+                    . ': ' . _texts(map { $made_up ? $_->{response} : $_->{text} } @refused),
+                recipients => [ map { $_->{recipient} } @refused ],
+                ($made_up ? () : (code => $code)),
             });
         }
         Email::Sender::Failure::Multi->throw({
@@ -233,7 +251,7 @@ sub _outcome {
     }
 
     my $delivered = 'delivered to ' . join(', ', map { $_->{recipient} } @accepted);
-    my $refused = 'not to ' . join(', ', map { $_->recipients } @failures);
+    my $refused = 'not to ' . join(', ', map { $_->{recipient} } @refused);
     my $multi = {
         message  => "partly delivered: $delivered; $refused (the failure's recipients are the ones to retry)",
         failures => \@failures,
@@ -269,7 +287,7 @@ sub partial_success {
 sub disconnect {
     my ($self) = @_;
     my $q = $self->{_client};
-    if ($q && $self->{_connected} && $self->{_pid} == $$) {
+    if (Scalar::Util::blessed($q) && $self->{_connected} && $self->{_pid} == $$) {
         $q->disconnect;
     }
     $self->{_connected} = 0;
