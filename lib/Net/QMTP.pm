@@ -537,6 +537,13 @@ sub send_many {
     # names the caller's line.
     my $inputs = _prepare_jobs(\@jobs, $self->{ENCODING});
     croak $inputs unless ref $inputs;
+    return $self->_send_inputs($inputs);
+}
+
+# The rounds of send_many (and of each window of send_stream) over jobs
+# already prepared: results in order, or undef when no connection.
+sub _send_inputs {
+    my ($self, $inputs) = @_;
     # A message kept where the caller has it (not copied) is read-only until
     # send_many returns, so that every round sends the bytes prepared: a
     # signal handler that assigns to it dies, as during send().
@@ -549,7 +556,7 @@ sub send_many {
 
     my @results;
     my $lost; # what happened to answers after their packages were written
-    my @todo = (0 .. $#jobs);
+    my @todo = (0 .. $#$inputs);
     for (my $round = 1; @todo; $round++) {
         if ($self->{DEBUG}) {
             # What goes out: the prepared bytes, not the caller's values again.
@@ -616,6 +623,96 @@ sub send_many {
     }
     $self->{QMTP_ERROR} = $lost if defined $lost && !defined $self->{QMTP_ERROR};
     return \@results;
+}
+
+my %STREAM_OPTION = map { $_ => 1 } qw(jobs on_result window window_bytes);
+
+# A job's size for the window: its message, or its file as it is now.
+sub _job_bytes {
+    my ($in) = @_;
+    return length $in->[3] if defined $in->[3];
+    my $size = defined $in->[4] ? -s $in->[4] : 0;
+    return $size || 0;
+}
+
+sub send_stream {
+    my $self = shift;
+    ref $self or _not_object('send_stream');
+    croak 'send_stream: options must be NAME => VALUE pairs' if @_ % 2;
+    my %opt = @_;
+    for my $name (sort keys %opt) {
+        croak "send_stream: unknown option '$name'" unless $STREAM_OPTION{$name};
+    }
+    my $next = $opt{jobs};
+    if (ref $next eq 'ARRAY') {
+        my ($list, $i) = ($next, 0);
+        $next = sub { $i < @$list ? $list->[ $i++ ] : undef };
+    }
+    ref $next eq 'CODE'
+        or croak 'send_stream: jobs must be a code reference returning the next job (undef at the end) or an array reference';
+    my $done = $opt{on_result};
+    ref $done eq 'CODE' or croak 'send_stream: on_result must be a code reference';
+    my $window = defined $opt{window} ? $opt{window} : 256;
+    $window =~ /\A[1-9][0-9]{0,6}\z/
+        or croak "send_stream: window must be a number of jobs from 1 to 9999999, not '" . _printable("$window") . "'";
+    my $window_bytes = defined $opt{window_bytes} ? $opt{window_bytes} : 4 * 1024 * 1024;
+    $window_bytes =~ /\A[1-9][0-9]{0,11}\z/
+        or croak "send_stream: window_bytes must be a whole number of bytes from 1, not '" . _printable("$window_bytes") . "'";
+
+    $self->{QMTP_ERROR} = undef;
+    my ($taken, $ended, $stopped, $why) = (0, 0, 0);
+    my $stop = sub { $stopped = 1; return };
+    while (!$ended && !$stopped) {
+        # The next window: what the iterator gives, checked and prepared
+        # one job at a time, until the window is full by jobs or bytes.
+        my (@jobs, @inputs, $bad);
+        my $bytes = 0;
+        while (@jobs < $window && $bytes < $window_bytes) {
+            my $job = $next->();
+            if (!defined $job) { $ended = 1; last }
+            my $in = _prepare_jobs([$job], $self->{ENCODING});
+            if (!ref $in) {
+                ($bad = $in) =~ s/\Asend_many: job 1/'send_stream: job ' . ($taken + @jobs + 1)/e;
+                last;
+            }
+            push @jobs, $job;
+            push @inputs, $in->[0];
+            $bytes += _job_bytes($in->[0]);
+        }
+        if (@inputs) {
+            _call_limit($self, $self->{QMTP_TOTAL} || 0);
+            $self->{QMTP_ERROR} = undef;
+            my $results = $self->_send_inputs(\@inputs);
+            $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error } } @jobs ];
+            my $error = $self->{QMTP_ERROR};
+            my ($code) = _error($self);
+            # A connection that could not be used, or a server that timed
+            # out: the rest of the stream stays with the caller, untaken (a
+            # server too slow for one message would be as slow for the next,
+            # as send_many holds).
+            # So does one that failed before the server answered any job of
+            # the window: it is not serving.
+            my ($unsent) = grep { !$_->{result} && defined $_->{error} && $_->{error} =~ /\Anot sent: / } @$results;
+            my $answered = grep { $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
+            if ($unsent || $code == $TIMED_OUT || ($code && !$answered)) {
+                $why = $unsent ? $unsent->{error} : $error unless defined $why;
+                $stopped = 1;
+            }
+            $why = $error if defined $error && !defined $why;
+            # Every job taken is reported, even after the caller asked to
+            # stop: they were sent.
+            my $stopping = $stopped;
+            for my $k (0 .. $#$results) {
+                my $r = $results->[$k];
+                $r->{job} = $jobs[$k];
+                $done->($r, $taken++, $stop);
+            }
+            $stopped ||= $stopping;
+        }
+        croak $bad if defined $bad;
+    }
+    $self->{QMTP_ERROR} = $why;
+    return $taken;
 }
 
 # Makes the scalars referred to read-only until this object goes, leaving
@@ -1132,6 +1229,59 @@ C<'recipient'> everything is pipelined.
          print "$i $rcpt: $r->{result}{$rcpt}\n";
      }
  }
+
+=head2 send_stream(OPTIONS)
+
+Pipelines a stream of jobs of any length over the connection, holding only
+the jobs of one window at a time, so that a queue of a million messages
+is sent in the memory of a few hundred. Two options are needed,
+C<jobs =E<gt> NEXT> and C<on_result =E<gt> CALLBACK>. C<NEXT> is a code reference that
+returns the next job (a hash reference, as for C<send_many>) or C<undef>
+at the end; an array reference of jobs is taken too. C<CALLBACK> is
+called once for every job taken, in order, as
+
+ CALLBACK->($result, $index, $stop)
+
+where C<$result> is the job's entry as in C<send_many>'s results
+(C<result>, C<responses>, C<error>) plus C<job>, the job itself (to remove
+its file once accepted, say); C<$index> counts jobs from 0; and calling
+C<< $stop->() >> ends the stream: no job is taken after the current
+window, whose other jobs are still reported (they were sent). Returns the
+number of jobs taken, each of which was reported; C<error()> is
+C<undef>, or the first thing that went wrong.
+
+ my $sent = $qmtp->send_stream(
+     jobs      => sub { my $name = next_file() or return; { sender => $from,
+                        recipients => recipients_of($name), file => $name } },
+     on_result => sub { my ($r) = @_; unlink $r->{job}{file} if accepted($r) },
+ );
+
+Options:
+
+ window        at most this many jobs in a window (default 256)
+ window_bytes  a window stops taking jobs once its messages reach this
+               many bytes (default 4 MiB; one job always fits)
+
+The stream goes in windows: the jobs of a window are sent as one
+C<send_many> would send them, with every guarantee it gives (results in
+order, no deadlock, jobs not written in full sent again on a new
+connection, deferrals for those written but not answered), and their
+results are handed over once the window's answers are all in. Then the
+next window is taken. A window's answers are final only then: that a
+server answered in a way that does not fit (more answers than
+recipients, say) shows only at the end of a run, and it must be able to
+turn answers already read into deferrals before anyone acts on them. A
+larger window costs memory and helps over long round trips; over
+loopback, windows of a few hundred jobs are fastest.
+
+The stream stops taking jobs, leaving the rest with the caller and saying
+why in C<error()>, after a window in which the connection timed out
+(C<Timeout> or C<TotalTimeout>, which bounds each window), could not be
+opened, or failed before the server answered any job. A malformed job
+dies (C<croak>) naming its place in the stream (C<send_stream: job 7:
+...>), after the jobs before it were sent and reported. If C<CALLBACK>
+dies, so does C<send_stream>, and the rest of that window is not
+reported.
 
 =head2 responses()
 
