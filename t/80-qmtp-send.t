@@ -66,6 +66,17 @@ my @server = ('--server', '127.0.0.1', '--port', $mf->port, '--sender', 'me@exam
     $mf->clear;
 }
 
+# The bar moves a message at a time, however many there are.
+{
+    my @files = map { write_file("p$_", "Subject: p $_\n\nbody\n") } 1 .. 120;
+    my ($code, $out, $err) = run(undef, @server, '--answers', 'package', (map { ('-F', $_) } @files),
+        '--progress', 'x@example.org');
+    is($code, 0, '120 files: exit 0');
+    is_deeply([ $err =~ m{\] (\d+)/120 messages}g ], [ 1 .. 120 ], 'the progress bar counts every message');
+    ok($mf->wait_queued(120, 10), 'all 120 stored');
+    $mf->clear;
+}
+
 # Several files, pipelined on one connection, with a progress bar.
 {
     my @files = map { write_file("m$_", "Subject: file $_\n\n" . ("line $_\n" x $_)) } 1 .. 3;

@@ -6,7 +6,7 @@
 #
 # Rather than time the send against a small figure, qmtp-send runs with
 # HalfCloseAfter raised (through a wrapper that adds the option to every
-# Net::QMTP->new and times send_many): with 'package' the send ends far
+# Net::QMTP->new and times send_stream): with 'package' the send ends far
 # below it, so no half-close wait happened; and with 'auto' and a short
 # HalfCloseAfter, the wait is there (a lower bound: it cannot come sooner).
 use strict;
@@ -26,7 +26,7 @@ my $script = File::Spec->rel2abs(-f 'blib/script/qmtp-send' ? 'blib/script/qmtp-
 
 # Runs $script with every Net::QMTP->new given HalfCloseAfter =>
 # $ENV{T81_HALFCLOSE}, and reports on standard error how long each
-# send_many took.
+# send_stream took.
 my $wrapper = <<'EOS';
 use strict;
 use warnings;
@@ -37,11 +37,11 @@ my $script = shift @ARGV;
     no warnings 'redefine';
     my $new = \&Net::QMTP::new;
     *Net::QMTP::new = sub { $new->(@_, HalfCloseAfter => $ENV{T81_HALFCLOSE}) };
-    my $many = \&Net::QMTP::send_many;
-    *Net::QMTP::send_many = sub {
+    my $stream = \&Net::QMTP::send_stream;
+    *Net::QMTP::send_stream = sub {
         my $t0 = Time::HiRes::time();
-        my $r = $many->(@_);
-        printf STDERR "t81: send_many took %.3f s\n", Time::HiRes::time() - $t0;
+        my $r = $stream->(@_);
+        printf STDERR "t81: send_stream took %.3f s\n", Time::HiRes::time() - $t0;
         return $r;
     };
 }
@@ -62,7 +62,7 @@ sub write_file {
 my $wrapper_file = write_file('wrapper.pl', $wrapper);
 
 # Runs qmtp-send under the wrapper; returns (exit code, stdout, stderr,
-# seconds send_many took or undef).
+# seconds send_stream took or undef).
 sub run {
     my ($env, $stdin, @args) = @_;
     local @ENV{ keys %$env } = values %$env;
@@ -73,7 +73,7 @@ sub run {
     my $code = $? >> 8;
     open my $fh, '<', "$dir/stderr" or die $!;
     my $err = do { local $/; <$fh> };
-    my ($took) = $err =~ /^t81: send_many took ([0-9.]+) s$/m;
+    my ($took) = $err =~ /^t81: send_stream took ([0-9.]+) s$/m;
     return ($code, $out, $err, $took);
 }
 

@@ -685,7 +685,7 @@ sub send_stream {
             my $results = $self->_send_inputs(\@inputs);
             $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error } } @jobs ];
             my $error = $self->{QMTP_ERROR};
-            my ($code) = _error($self);
+            my ($code, $core_why) = _error($self);
             # A connection that could not be used, or a server that timed
             # out: the rest of the stream stays with the caller, untaken (a
             # server too slow for one message would be as slow for the next,
@@ -695,7 +695,7 @@ sub send_stream {
             my ($unsent) = grep { !$_->{result} && defined $_->{error} && $_->{error} =~ /\Anot sent: / } @$results;
             my $answered = grep { $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
             if ($unsent || $code == $TIMED_OUT || ($code && !$answered)) {
-                $why = $unsent ? $unsent->{error} : $error unless defined $why;
+                $why = $unsent ? $unsent->{error} : defined $error ? $error : $core_why unless defined $why;
                 $stopped = 1;
             }
             $why = $error if defined $error && !defined $why;
