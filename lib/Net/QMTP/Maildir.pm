@@ -129,20 +129,18 @@ sub flush {
 
 	$self->{now} = time;
 	$self->{spool_n} = 0;
-	my @chunk;
-	my $bytes = 0;
-	for my $name (@files) {
-		my $m = $self->_read_message($name) or next;
-		push @chunk, $m;
-		$bytes += length ${ $m->{body} } if $m->{body};
-		if (@chunk >= $self->{chunk_messages} || $bytes >= $self->{chunk_bytes}) {
-			my $ok = $self->_send_chunk(\@chunk);
-			@chunk = ();
-			$bytes = 0;
-			last unless $ok;
+	# Each message is read when the stream takes it: only a window of them
+	# is in memory (or spooled) at a time.
+	my $read_next = sub {
+		while (@files) {
+			my $m = $self->_read_message(shift @files);
+			return $m if $m;
 		}
+		return undef;
+	};
+	if (my $first = $read_next->()) {
+		$self->_stream($first, $read_next, \@files);
 	}
-	$self->_send_chunk(\@chunk) if @chunk && !$self->{stop};
 	delete $self->{qmtp};
 	close $lock if $lock;
 	return \%c;
@@ -384,56 +382,79 @@ sub _job {
 	return \%j;
 }
 
-# Sends one chunk; returns false when the run must stop (no connection).
-sub _send_chunk {
-	my ($self, $chunk) = @_;
+# Sends every message, from $first on, as one send_stream over one
+# connection: accepted ones are removed as their answers come, and
+# bounces go out between windows, a chunk at a time.
+sub _stream {
+	my ($self, $first, $read_next, $left) = @_;
 	my $q = eval { $self->_connect };
-	if (!$q && $@) { my $e = $@; $self->_unspool($_) for @$chunk; die $e }
+	if (!$q && $@) { my $e = $@; $self->_unspool($first); die $e }
 	if (!$q) {
-		$self->_outcome($_, 'not_sent', "not sent: $self->{connect_error}; kept") for @$chunk;
+		$self->_outcome($first, 'not_sent', "not sent: $self->{connect_error}; kept");
 		$self->{stop} = 1;
 		$self->_fatal(TEMPORARY, "$self->{connect_error}; every message is kept for the next run");
-		return 0;
+		return;
 	}
-	my @jobs = map { _job($_, $_->{sender}, $_->{to}, { body => $_->{body}, file => $_->{spool} }) } @$chunk;
-	my $res = $q->send_many(@jobs);
-	if (!$res) {
+	my (@taken, @bounce);
+	my $bounce_bytes = 0;
+	my $next = sub {
+		my $m = $first || $read_next->();
+		$first = undef;
+		return undef unless $m;
+		push @taken, $m;
+		return _job($m, $m->{sender}, $m->{to}, { body => $m->{body}, file => $m->{spool} });
+	};
+	$q->send_stream(jobs => $next, window => $self->{chunk_messages}, window_bytes => $self->{chunk_bytes} || 1,
+		on_result => sub {
+			my ($r) = @_;
+			my $m = shift @taken;
+			$self->_result($m, $r) or return;
+			push @bounce, $m;
+			$bounce_bytes += length ${ $m->{body} } if $m->{body};
+			if (@bounce >= $self->{chunk_messages} || $bounce_bytes >= $self->{chunk_bytes}) {
+				$self->_bounce([ splice @bounce ]);
+				$bounce_bytes = 0;
+			}
+		});
+	$self->_bounce(\@bounce) if @bounce;
+	# The stream stops after a timeout, or when the server stopped serving:
+	# the messages it did not take stay for the next run.
+	if (@$left) {
 		my $why = $q->error;
-		$self->_outcome($_, 'not_sent', "not sent: $why; kept") for @$chunk;
+		$why = 'the connection could not be used' unless defined $why;
+		$why =~ s/\A(?:not sent: )+//;
 		$self->{stop} = 1;
 		delete $self->{qmtp};
 		$self->_fatal(TEMPORARY, "$why; the remaining messages are kept for the next run");
+	}
+}
+
+# What one message's result means for it; true when it is to be bounced.
+sub _result {
+	my ($self, $m, $r) = @_;
+	if (!$r->{result}) {
+		my $e = defined $r->{error} ? $r->{error} : 'not sent';
+		$e = "not sent: $e" unless $e =~ /\Anot sent/;
+		$self->_outcome($m, 'not_sent', "$e; kept");
 		return 0;
 	}
-	my @bounce;
-	for my $i (0 .. $#$chunk) {
-		my $m = $chunk->[$i];
-		my $r = $res->[$i];
-		if (!$r->{result}) {
-			my $e = defined $r->{error} ? $r->{error} : 'not sent';
-			$e = "not sent: $e" unless $e =~ /\Anot sent/;
-			$self->_outcome($m, 'not_sent', "$e; kept");
-			next;
-		}
-		my $ans = $r->{result}{ $m->{to} };
-		$ans = 'deferral: no response' unless defined $ans;
-		my ($resp) = grep { $_->{recipient} eq $m->{to} } @{ $r->{responses} || [] };
-		my $received = $resp ? $resp->{received} : 0;
-		if ($ans =~ /\Asuccess: /) {
-			$self->_remove($m, 'accepted', $ans);
-		} elsif ($ans =~ /\Afailure: (.*)\z/s) {
-			$m->{why} = $1;
-			push @bounce, $m;
-		} elsif ($received && $m->{age} >= $self->{max_age}) {
-			($m->{why} = $ans) =~ s/\Adeferral: //;
-			$m->{aged} = 1;
-			push @bounce, $m;
-		} else {
-			$self->_outcome($m, 'deferred', "$ans; kept");
-		}
+	my $ans = $r->{result}{ $m->{to} };
+	$ans = 'deferral: no response' unless defined $ans;
+	my ($resp) = grep { $_->{recipient} eq $m->{to} } @{ $r->{responses} || [] };
+	my $received = $resp ? $resp->{received} : 0;
+	if ($ans =~ /\Asuccess: /) {
+		$self->_remove($m, 'accepted', $ans);
+	} elsif ($ans =~ /\Afailure: (.*)\z/s) {
+		$m->{why} = $1;
+		return 1;
+	} elsif ($received && $m->{age} >= $self->{max_age}) {
+		($m->{why} = $ans) =~ s/\Adeferral: //;
+		$m->{aged} = 1;
+		return 1;
+	} else {
+		$self->_outcome($m, 'deferred', "$ans; kept");
 	}
-	$self->_bounce(\@bounce) if @bounce;
-	return 1;
+	return 0;
 }
 
 sub _server_name {
@@ -751,9 +772,13 @@ young again.
 
 =head2 Memory
 
-Messages are sent in chunks of C<chunk_messages> (100) pipelined on one
-connection, a chunk holding at most about C<chunk_bytes> (64 MiB) of
-messages in memory. A message bigger than C<memory_limit> (8 MiB) is not
+Messages are read as they are sent, one C<send_stream> over one
+connection (see L<Net::QMTP/send_stream(OPTIONS)>) whose window holds at
+most C<chunk_messages> (100) messages and about C<chunk_bytes> (64 MiB),
+so that a maildir of any size flushes in the memory of one window (and
+the list of its file names). Accepted messages are removed as their
+answers come; bounces go out between windows, at most a window's worth
+at a time. A message bigger than C<memory_limit> (8 MiB) is not
 held in memory: it is copied without its envelope lines into the maildir's
 own F<tmp/> (same file system, name ending in C<.qmtp-send>) and streamed
 from there; the copy is removed once the message is dealt with. A bounce
@@ -787,8 +812,8 @@ Dies (C<croak>) on a missing or invalid option. Options:
  max_age          seconds after which a temporary rejection bounces;
                   default 1209600 (two weeks, qmail's queuelifetime);
                   0 bounces every temporary rejection
- chunk_messages   messages per pipelined send_many, default 100
- chunk_bytes      bytes of messages held in memory per chunk, default 64 MiB
+ chunk_messages   messages in a window of the stream, default 100
+ chunk_bytes      bytes of messages in a window, default 64 MiB
  memory_limit     larger messages are spooled to DIR/tmp, default 8 MiB
  bounce_host      HOST in the bounce's From: MAILER-DAEMON@HOST and text;
                   default /var/qmail/control/bouncehost, then
