@@ -701,11 +701,32 @@ static SV *av_elem(pTHX_ AV *av, SSize_t i)
     return sv != NULL ? *sv : &PL_sv_undef;
 }
 
+/* How batch_outcomes shapes a job's result: as send_many documents it;
+ * the same with ok (every recipient answered K); or, for a job all of
+ * whose recipients answered K, only { ok => 1, answer => first text }
+ * (send_stream's lean form: no structure per recipient). */
+enum { FORM_MANY, FORM_STREAM, FORM_LEAN };
+
+/* 1 if package p's n results, from first on, are all a K the server sent. */
+static int all_accepted(const qmtp_client *c, size_t first, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        qmtp_result r;
+
+        if (qmtp_result_get(c, first + i, &r) != QMTP_OK || r.code != 'K' || !r.received) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
 /* For each job, its result as send_many returns it: { result => \%hash or
  * undef, responses => \@list, error => text or undef }, from the run's
- * packages and the recipients each had. *failed gets [index, status] for
- * each job that was not answered in full. */
-static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *inputs, AV *built, AV *failed)
+ * packages and the recipients each had (see the forms above). *failed
+ * gets [index, status] for each job that was not answered in full. */
+static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *inputs, AV *built, AV *failed, int form)
 {
     AV *out = (AV *)sv_2mortal((SV *)newAV());
     SSize_t njobs = av_len(inputs) + 1;
@@ -724,6 +745,9 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *inputs, AV *built, AV 
             (void)hv_stores(one, "result", newSV(0));
             (void)hv_stores(one, "responses", newRV_noinc((SV *)newAV()));
             (void)hv_stores(one, "error", newSVsv(av_elem(aTHX_ why, 1)));
+            if (form != FORM_MANY) {
+                (void)hv_stores(one, "ok", newSViv(0));
+            }
         } else {
             size_t p = (size_t)SvIV(b);
             size_t first = qmtp_pkg_first_result(c, p);
@@ -732,6 +756,19 @@ static AV *batch_outcomes(pTHX_ const qmtp_client *c, AV *inputs, AV *built, AV 
 
             status = qmtp_pkg_status(c, p);
             result_build_init(aTHX_ &hash, rcpts, first, n);
+            if (form != FORM_MANY) {
+                int ok = status == QMTP_OK && all_accepted(c, first, n);
+
+                (void)hv_stores(one, "ok", newSViv(ok));
+                if (ok && form == FORM_LEAN) {
+                    qmtp_result r;
+
+                    (void)qmtp_result_get(c, first, &r);
+                    (void)hv_stores(one, "answer", newSVpvn(r.text, r.len));
+                    av_push(out, newRV_noinc((SV *)one));
+                    continue;
+                }
+            }
             if (status == QMTP_OK) {
                 (void)hv_stores(one, "result", result_hash(aTHX_ c, &hash));
                 (void)hv_stores(one, "error", newSV(0));
@@ -870,8 +907,8 @@ _call_limit(c, seconds)
 void
 _constants()
   PPCODE:
-    /* The core's statuses and answering modes, by name, so that Perl never
-     * retypes them. */
+    /* The core's statuses and answering modes, and the glue's result
+     * forms, by name, so that Perl never retypes them. */
     {
         static const struct { const char *name; int value; } table[] = {
             { "E_NOMEM", QMTP_E_NOMEM }, { "E_RESOLVE", QMTP_E_RESOLVE }, { "E_CONNECT", QMTP_E_CONNECT },
@@ -881,6 +918,7 @@ _constants()
             { "E_NOTSENT", QMTP_E_NOTSENT }, { "E_ANSWERS", QMTP_E_ANSWERS },
             { "ANSWERS_AUTO", QMTP_ANSWERS_AUTO }, { "ANSWERS_RECIPIENT", QMTP_ANSWERS_RECIPIENT },
             { "ANSWERS_PACKAGE", QMTP_ANSWERS_PACKAGE },
+            { "FORM_MANY", FORM_MANY }, { "FORM_STREAM", FORM_STREAM }, { "FORM_LEAN", FORM_LEAN },
         };
         size_t i;
 
@@ -1104,9 +1142,10 @@ _prepare_jobs(jobs, default_enc)
     XPUSHs(sv_2mortal(newRV_inc((SV *)inputs)));
 
 void
-_send_many(c, inputs)
+_send_many(c, inputs, form = FORM_MANY)
     qmtp_client *c
     AV *inputs
+    int form
   PREINIT:
     struct glue *g;
     AV *built;
@@ -1124,7 +1163,7 @@ _send_many(c, inputs)
     failed = (AV *)sv_2mortal((SV *)newAV());
     EXTEND(SP, 3);
     mPUSHi(rc);
-    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, inputs, built, failed)));
+    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, inputs, built, failed, form)));
     mPUSHs(newRV_inc((SV *)failed));
 
 int

@@ -89,6 +89,37 @@ case('results in order, one per job, each its own answer', 60, sub {
 	is_deeply([ map { $_->{message} } @pkgs ], [ map { "m$_" } 0 .. 999 ], 'the server got every job once, in order');
 });
 
+case('ok, and the lean form', 60, sub {
+	my $srv = echo_server(script => sub {
+		my ($c) = @_;
+		while (my $pkg = $c->read_package) {
+			my ($k) = $pkg->{message} =~ /(\d+)/;
+			my @a = map { "Kgot $pkg->{message}" } @{ $pkg->{recipients} };
+			$a[-1] = 'Dno' if $k % 5 == 4;
+			$c->respond(@a) or last;
+		}
+	});
+	for my $lean (0, 1) {
+		my $q = client($srv);
+		my ($bad, $oks) = (0, 0);
+		$q->send_stream(jobs => jobs(200), window => 16, lean => $lean, on_result => sub {
+			my ($r, $i) = @_;
+			my $refused = $i % 5 == 4;
+			$bad++, return if !!$r->{ok} == $refused;
+			$oks++ if $r->{ok};
+			if ($r->{ok} && $lean) {
+				$bad++ unless join(',', sort keys %$r) eq 'answer,job,ok' && $r->{answer} eq "got m$i";
+			} else {
+				my @rcpts = @{ $r->{job}{recipients} };
+				$bad++ unless $r->{result} && @{ $r->{responses} } == @rcpts;
+				$bad++ unless $r->{result}{ $rcpts[-1] } eq ($refused ? 'failure: no' : "success: got m$i");
+			}
+		});
+		is($oks, 160, "lean $lean: ok for the 160 accepted");
+		ok(!$bad, "lean $lean: ok false for the refused ones, and each result in its form");
+	}
+});
+
 case('jobs as an array reference, left as it was', 30, sub {
 	my $srv = echo_server();
 	my $q = client($srv);

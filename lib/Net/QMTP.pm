@@ -537,13 +537,13 @@ sub send_many {
     # names the caller's line.
     my $inputs = _prepare_jobs(\@jobs, $self->{ENCODING});
     croak $inputs unless ref $inputs;
-    return $self->_send_inputs($inputs);
+    return $self->_send_inputs($inputs, $CORE{FORM_MANY});
 }
 
 # The rounds of send_many (and of each window of send_stream) over jobs
 # already prepared: results in order, or undef when no connection.
 sub _send_inputs {
-    my ($self, $inputs) = @_;
+    my ($self, $inputs, $form) = @_;
     # A message kept where the caller has it (not copied) is read-only until
     # send_many returns, so that every round sends the bytes prepared: a
     # signal handler that assigns to it dies, as during send().
@@ -566,7 +566,7 @@ sub _send_inputs {
             }
         }
         my $mode_before = $self->{DEBUG} ? _server_mode($self) : 0;
-        my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ]);
+        my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ], $form);
         my ($code, $why) = _error($self);
         if ($self->{DEBUG}) {
             $self->_debug_answers;
@@ -577,7 +577,7 @@ sub _send_inputs {
         # Answers lost after their packages were written, whatever else
         # stopped the round: error() says so, the results say whose.
         $lost = $why if $code != 0 && !defined $lost
-            && grep { $_->{result} && grep { !$_->{received} } @{ $_->{responses} } } @$out;
+            && grep { $_->{result} && grep { !$_->{received} } @{ $_->{responses} } } @$out; # lean ones: all received
         last unless @$failed;
         # What stopped this round, if anything: the jobs after it were not
         # begun, and their error says so.
@@ -625,7 +625,7 @@ sub _send_inputs {
     return \@results;
 }
 
-my %STREAM_OPTION = map { $_ => 1 } qw(jobs on_result window window_bytes);
+my %STREAM_OPTION = map { $_ => 1 } qw(jobs on_result window window_bytes lean);
 
 # A job's size for the window: its message, or its file as it is now.
 sub _job_bytes {
@@ -659,6 +659,8 @@ sub send_stream {
     $window_bytes =~ /\A[1-9][0-9]{0,11}\z/
         or croak "send_stream: window_bytes must be a whole number of bytes from 1, not '" . _printable("$window_bytes") . "'";
 
+    my $form = $opt{lean} ? $CORE{FORM_LEAN} : $CORE{FORM_STREAM};
+
     $self->{QMTP_ERROR} = undef;
     my ($taken, $ended, $stopped, $why) = (0, 0, 0);
     my $stop = sub { $stopped = 1; return };
@@ -682,8 +684,8 @@ sub send_stream {
         if (@inputs) {
             _call_limit($self, $self->{QMTP_TOTAL} || 0);
             $self->{QMTP_ERROR} = undef;
-            my $results = $self->_send_inputs(\@inputs);
-            $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error } } @jobs ];
+            my $results = $self->_send_inputs(\@inputs, $form);
+            $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error, ok => 0 } } @jobs ];
             my $error = $self->{QMTP_ERROR};
             my ($code, $core_why) = _error($self);
             # A connection that could not be used, or a server that timed
@@ -693,7 +695,7 @@ sub send_stream {
             # So does one that failed before the server answered any job of
             # the window: it is not serving.
             my ($unsent) = grep { !$_->{result} && defined $_->{error} && $_->{error} =~ /\Anot sent: / } @$results;
-            my $answered = grep { $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
+            my $answered = grep { $_->{ok} || $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
             if ($unsent || $code == $TIMED_OUT || ($code && !$answered)) {
                 $why = $unsent ? $unsent->{error} : defined $error ? $error : $core_why unless defined $why;
                 $stopped = 1;
@@ -1244,7 +1246,9 @@ called once for every job taken, in order, as
 
 where C<$result> is the job's entry as in C<send_many>'s results
 (C<result>, C<responses>, C<error>) plus C<job>, the job itself (to remove
-its file once accepted, say); C<$index> counts jobs from 0; and calling
+its file once accepted, say), and C<ok>, true when every recipient
+accepted the message (an answer K that the server sent); C<$index> counts
+jobs from 0; and calling
 C<< $stop->() >> ends the stream: no job is taken after the current
 window, whose other jobs are still reported (they were sent). Returns the
 number of jobs taken, each of which was reported; C<error()> is
@@ -1261,6 +1265,14 @@ Options:
  window        at most this many jobs in a window (default 256)
  window_bytes  a window stops taking jobs once its messages reach this
                many bytes (default 4 MiB; one job always fits)
+ lean          true: the lean result form, below
+
+The lean form is for streams where most messages are accepted: the
+result of a job that every recipient accepted is only
+C<< { ok => 1, answer => TEXT, job => JOB } >>, TEXT being the server's
+answer to the first recipient; any other job's result is the full entry.
+Building no structure per recipient makes a stream of messages with ten
+recipients about four times as fast.
 
 The stream goes in windows: the jobs of a window are sent as one
 C<send_many> would send them, with every guarantee it gives (results in
