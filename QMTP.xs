@@ -1142,6 +1142,23 @@ _prepare_jobs(jobs, default_enc)
     XPUSHs(sv_2mortal(newRV_inc((SV *)inputs)));
 
 void
+_prepare_job(job, default_enc, n)
+    SV *job
+    SV *default_enc
+    IV n
+  PREINIT:
+    AV *in;
+    SV *problem;
+    STRLEN len;
+    const char *e;
+  PPCODE:
+    /* One job of a stream, as _prepare_jobs prepares each (n: its number,
+     * for the problem text): its inputs, or the text of what is wrong. */
+    e = SvPV(default_enc, len);
+    in = job_inputs(aTHX_ job, n, len == 1 ? e[0] : '\012', &problem);
+    XPUSHs(in != NULL ? sv_2mortal(newRV_inc((SV *)in)) : problem);
+
+void
 _send_many(c, inputs, form = FORM_MANY)
     qmtp_client *c
     AV *inputs

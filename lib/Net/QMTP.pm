@@ -672,14 +672,14 @@ sub send_stream {
         while (@jobs < $window && $bytes < $window_bytes) {
             my $job = $next->();
             if (!defined $job) { $ended = 1; last }
-            my $in = _prepare_jobs([$job], $self->{ENCODING});
+            my $in = _prepare_job($job, $self->{ENCODING}, $taken + @jobs + 1);
             if (!ref $in) {
-                ($bad = $in) =~ s/\Asend_many: job 1/'send_stream: job ' . ($taken + @jobs + 1)/e;
+                ($bad = $in) =~ s/\Asend_many:/send_stream:/;
                 last;
             }
             push @jobs, $job;
-            push @inputs, $in->[0];
-            $bytes += _job_bytes($in->[0]);
+            push @inputs, $in;
+            $bytes += _job_bytes($in);
         }
         if (@inputs) {
             _call_limit($self, $self->{QMTP_TOTAL} || 0);
