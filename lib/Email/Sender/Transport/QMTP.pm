@@ -458,6 +458,9 @@ would hide the recipients that did not get the message, and
 Email::Sender::Simple, which most applications use, accepts only
 transports that never report partial success.
 
+A recipient listed more than once counts as accepted when any of its
+answers accepted it: it has the message.
+
 =item Nothing could be sent
 
 When no connection could be made, or the connection broke or timed out
