@@ -1834,9 +1834,11 @@ L<Net::QMTP::Internals/SIGNALS>.
 
 C<send()> waits for each message's answers, so for small messages its
 rate is set by the round trip to the server: thousands of messages a
-second on loopback, a few hundred over a 5 ms link. C<send_many()> does
-not wait between messages and is limited by the server (over a 5 ms link,
-200 messages take milliseconds instead of a second). A message file is
+second on loopback, a few hundred over a 5 ms link. C<send_many()> and
+C<send_stream()> do not wait between messages (over a 5 ms link, 200
+messages take milliseconds instead of a second); to a fast server they
+are limited by the Perl work each message costs, some 10 microseconds
+with one recipient. A message file is
 streamed, never held in memory whole. The benchmark (beside a minimal C
 client and Net::SMTP), its method and its figures:
 L<Net::QMTP::Internals/PERFORMANCE>.
