@@ -21,6 +21,13 @@ use warnings;
 alarm 240;
 
 use Test::More;
+
+# Under valgrind (.ci/valgrind) the forked relay and changer run under it
+# too and cannot keep up with the throttled transfer (over 120 s a case):
+# the same C paths (a file that shrinks or grows mid-send) are proved
+# under valgrind by t/32-faults-files.t.
+plan skip_all => 'under valgrind the relay children are too slow; t/32 covers these paths there'
+	if $ENV{NET_QMTP_VALGRIND};
 use File::Temp qw(tempdir);
 use Digest::MD5;
 use IO::Select;
