@@ -703,13 +703,11 @@ sub send_stream {
             $why = $error if defined $error && !defined $why;
             # Every job taken is reported, even after the caller asked to
             # stop: they were sent.
-            my $stopping = $stopped;
             for my $k (0 .. $#$results) {
                 my $r = $results->[$k];
                 $r->{job} = $jobs[$k];
                 $done->($r, $taken++, $stop);
             }
-            $stopped ||= $stopping;
         }
         croak $bad if defined $bad;
     }

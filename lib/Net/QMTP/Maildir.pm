@@ -391,7 +391,6 @@ sub _stream {
 	if (!$q && $@) { my $e = $@; $self->_unspool($first); die $e }
 	if (!$q) {
 		$self->_outcome($first, 'not_sent', "not sent: $self->{connect_error}; kept");
-		$self->{stop} = 1;
 		$self->_fatal(TEMPORARY, "$self->{connect_error}; every message is kept for the next run");
 		return;
 	}
@@ -423,7 +422,6 @@ sub _stream {
 		my $why = $q->error;
 		$why = 'the connection could not be used' unless defined $why;
 		$why =~ s/\A(?:not sent: )+//;
-		$self->{stop} = 1;
 		delete $self->{qmtp};
 		$self->_fatal(TEMPORARY, "$why; the remaining messages are kept for the next run");
 	}
