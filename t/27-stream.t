@@ -19,20 +19,11 @@ use Time::HiRes ();
 use Net::QMTP;
 use lib 't/lib';
 use Test::QMTPServer;
+use Test::QMTPFaults qw(case);
 
 $SIG{ALRM} = 'DEFAULT';
 alarm 600;
 $SIG{PIPE} = 'DEFAULT';
-
-sub case {
-	my ($name, $secs, $code) = @_;
-	alarm $secs;
-	subtest $name => sub {
-		my $ok = eval { $code->(); 1 };
-		fail("$name: died: $@") unless $ok;
-	};
-	alarm 600;
-}
 
 # A server that answers each recipient with K and the message it read: the
 # answer says which job it belongs to.

@@ -28,10 +28,12 @@ sub fd_count {
 }
 
 # Runs one case as a subtest; a die inside is a failure, not the end of
-# the file. Each case gets its own alarm as well.
+# the file. Each case gets its own alarm as well: 60 s, or the seconds
+# given before the code.
 sub case {
-	my ($name, $code) = @_;
-	alarm 60;
+	my ($name, @rest) = @_;
+	my $code = pop @rest;
+	alarm(@rest ? $rest[0] : 60);
 	subtest $name => sub {
 		my $ok = eval { $code->(); 1 };
 		fail("$name: died: $@") unless $ok;
