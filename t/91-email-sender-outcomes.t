@@ -327,6 +327,19 @@ SKIP: {
 }
 
 {
+	# An address object is read once: what is checked is what is sent.
+	package Test91::Addr;
+	my $reads = 0;
+	use overload '""' => sub { $reads++ ? 'other@x' : 'a@x' }, fallback => 1;
+	package main;
+	my $srv = answering('Kok');
+	my ($r) = try_send(transport($srv), undef, { from => 's@x', to => [ bless {}, 'Test91::Addr' ] });
+	isa_ok($r, 'Email::Sender::Success', 'an overloaded recipient');
+	is($reads, 1, 'its overloading ran once');
+	is_deeply([ map { @{ $_->{recipients} } } $srv->packages(0) ], ['a@x'], 'the address read is the one sent');
+}
+
+{
 	my $srv = answering('Kok');
 	my $t = transport($srv);
 	my ($r, $e) = try_send($t, undef, { from => 's@x', to => [] });

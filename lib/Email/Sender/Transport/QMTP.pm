@@ -154,22 +154,25 @@ sub _where {
 sub send_email {
     my ($self, $email, $env) = @_;
 
-    my @to = grep { defined && length } @{ $env->{to} };
+    # Each address is read once (an object's overloading runs once) into a
+    # string of our own, which is what is checked and sent.
+    my @to = grep { length } map { defined $_ ? "$_" : () } @{ $env->{to} };
     Email::Sender::Failure->throw('no valid addresses in recipient list') unless @to;
     Email::Sender::Failure::Permanent->throw(
         "no sender: the envelope's from is undefined (the null sender is '')")
         unless defined $env->{from};
+    my $from = "$env->{from}";
     # Addresses go out as bytes: a character above 255 is the caller's
     # mistake, said before anything is sent.
-    for my $address ($env->{from}, @to) {
-        utf8::downgrade(my $copy = "$address", 1)
+    for my $address ($from, @to) {
+        utf8::downgrade($address, 1)
             or _croak("the address '$address' has characters above 255: encode it to bytes first");
     }
 
     # as_string makes a string of its own, which goes straight into the
     # job and is converted there, in place: no second copy of the message,
     # and the caller's email is not changed.
-    my %job = (sender => $env->{from}, recipients => \@to, message => $email->as_string,
+    my %job = (sender => $from, recipients => \@to, message => $email->as_string,
         encoding => $self->encoding);
     utf8::downgrade($job{message}, 1)
         or _croak('the message has characters above 255: '
