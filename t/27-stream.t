@@ -252,6 +252,52 @@ case('a server that answers no job of a window stops the stream', 60, sub {
 	ok(defined $q->error, 'error() says why it stopped: ' . ($q->error || ''));
 });
 
+case('the iterator may reuse its hash and message, or free the last one', 30, sub {
+	my $srv = echo_server();
+	my $q = client($srv);
+	my %h = (sender => 's@x');
+	my $i = 0;
+	my @got;
+	$q->send_stream(window => 3, jobs => sub {
+		return undef if $i >= 6;
+		$h{recipients} = ["r$i\@x"];
+		$h{message} = "m$i";
+		$i++;
+		return \%h;
+	}, on_result => sub { push @got, $_[0]{result}{ "r$_[1]\@x" } });
+	is_deeply(\@got, [ map { "success: got m$_" } 0 .. 5 ], 'one hash reused: each job sent with its own message');
+	is_deeply([ map { $_->{message} } $srv->packages(0) ], [ map { "m$_" } 0 .. 5 ], '... as the server got them');
+
+	my ($prev, $n, $died) = (undef, 0);
+	my @ok;
+	eval {
+		$q->send_stream(window => 4, jobs => sub {
+			$prev->{message} = undef if $prev; # done with it, as far as the caller knows
+			return undef if $n >= 4;
+			return $prev = { sender => 's@x', recipients => ['a@x'], message => 'f' . $n++ };
+		}, on_result => sub { push @ok, $_[0]{result}{'a@x'} });
+		1;
+	} or $died = $@;
+	is($died, undef, 'an iterator that undefines the last job\'s message: no die');
+	is_deeply(\@ok, [ map { "success: got f$_" } 0 .. 3 ], '... every job sent as it was given');
+});
+
+case('an iterator that dies: the jobs it gave are sent and reported first', 30, sub {
+	my $srv = echo_server();
+	my $q = client($srv);
+	my $i = 0;
+	my @done;
+	eval {
+		$q->send_stream(window => 10, on_result => sub { push @done, $_[1] }, jobs => sub {
+			die "disk error\n" if $i == 3;
+			return { sender => 's@x', recipients => ['a@x'], message => 'd' . $i++ };
+		});
+	};
+	is($@, "disk error\n", 'its die goes on, unchanged');
+	is_deeply(\@done, [0, 1, 2], 'the three jobs it gave were reported');
+	is(scalar(() = $srv->packages(0)), 3, '... and sent');
+});
+
 case('a malformed job dies naming its place, after the ones before it', 30, sub {
 	my $srv = echo_server();
 	my $q = client($srv);

@@ -667,12 +667,18 @@ sub send_stream {
     while (!$ended && !$stopped) {
         # The next window: what the iterator gives, checked and prepared
         # one job at a time, until the window is full by jobs or bytes.
-        my (@jobs, @inputs, $bad);
+        my (@jobs, @inputs, $bad, $died);
         my $bytes = 0;
         while (@jobs < $window && $bytes < $window_bytes) {
-            my $job = $next->();
+            # An iterator that dies is treated as a malformed job: the jobs
+            # it gave before are sent and reported, then its die goes on.
+            my $job;
+            if (!eval { $job = $next->(); 1 }) { $died = [$@]; last }
             if (!defined $job) { $ended = 1; last }
-            my $in = _prepare_job($job, $self->{ENCODING}, $taken + @jobs + 1);
+            # Prepared from a copy of the job (its message shared, copy on
+            # write): the iterator may reuse or change the hash and its
+            # message for the next job before this window is sent.
+            my $in = _prepare_job(ref $job eq 'HASH' ? { %$job } : $job, $self->{ENCODING}, $taken + @jobs + 1);
             if (!ref $in) {
                 ($bad = $in) =~ s/\Asend_many:/send_stream:/;
                 last;
@@ -709,6 +715,7 @@ sub send_stream {
                 $done->($r, $taken++, $stop);
             }
         }
+        die $died->[0] if $died;
         croak $bad if defined $bad;
     }
     $self->{QMTP_ERROR} = $why;
@@ -1289,9 +1296,11 @@ why in C<error()>, after a window in which the connection timed out
 (C<Timeout> or C<TotalTimeout>, which bounds each window), could not be
 opened, or failed before the server answered any job. A malformed job
 dies (C<croak>) naming its place in the stream (C<send_stream: job 7:
-...>), after the jobs before it were sent and reported. If C<CALLBACK>
-dies, so does C<send_stream>, and the rest of that window is not
-reported.
+...>), after the jobs before it were sent and reported; so does an
+iterator that dies (its die goes on after them). Each job's message is
+taken when the iterator gives it: the iterator may reuse or change the
+hash and the message for the next job. If C<CALLBACK> dies, so does
+C<send_stream>, and the rest of that window is not reported.
 
 =head2 responses()
 
