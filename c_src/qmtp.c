@@ -32,8 +32,11 @@ void qmtp_free(qmtp_client *c)
         return;
     }
     qmtp_recover(c);
+    qmtp_abandon(c);
     qmtp_close(c);
     qmtp_pkgs_clear(c);
+    qmtp_run_free(c);
+    qmtp_connecting_free(c);
     free(c->pkgs);
     free(c->slots);
     free(c->host);
@@ -155,6 +158,7 @@ void qmtp_buf_free(struct qmtp_buf *b)
 
 void qmtp_batch_reset(qmtp_client *c)
 {
+    qmtp_abandon(c);
     qmtp_pkgs_clear(c);
     c->nslots = 0;
     c->texts.len = 0;
@@ -210,4 +214,55 @@ const char *qmtp_pkg_error(const qmtp_client *c, size_t i)
 size_t qmtp_pkg_first_result(const qmtp_client *c, size_t i)
 {
     return i < c->npkgs ? c->pkgs[i].first_slot : c->nslots;
+}
+
+int qmtp_wants(const qmtp_client *c, int *fd, int *events, int64_t *deadline_ms)
+{
+    if (c->run_active) {
+        *fd = c->fd;
+        return qmtp_run_wants(c, events, deadline_ms);
+    }
+    if (c->connect_active) {
+        return qmtp_connect_wants(c, fd, events, deadline_ms);
+    }
+    return QMTP_E_STATE;
+}
+
+int qmtp_step(qmtp_client *c, int ready)
+{
+    if (c->run_active) {
+        return qmtp_run_step(c, ready);
+    }
+    if (c->connect_active) {
+        return qmtp_connect_step(c, ready);
+    }
+    return qmtp_fail(c, QMTP_E_STATE, 0, "nothing is under way");
+}
+
+int qmtp_cancel(qmtp_client *c, const char *why)
+{
+    if (c->run_active) {
+        return qmtp_run_cancel(c, why);
+    }
+    if (c->connect_active) {
+        return qmtp_connect_cancel(c, why);
+    }
+    return QMTP_E_STATE;
+}
+
+void qmtp_abandon(qmtp_client *c)
+{
+    if (c->run_active || c->connect_active) {
+        qmtp_cancel(c, "cancelled");
+    }
+}
+
+int qmtp_busy(const qmtp_client *c)
+{
+    return c->run_active || c->connect_active;
+}
+
+int64_t qmtp_clock_ms(void)
+{
+    return qmtp_now_ms();
 }

@@ -239,6 +239,56 @@ int qmtp_run(qmtp_client *c);
  * must not use c, and must return (no longjmp). */
 int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx);
 
+/* Non-blocking use: the same runs and connects, in steps that never wait,
+ * for a caller with an event loop of its own. Start one, then repeatedly
+ * ask qmtp_wants what to wait for, wait in the loop, and report with
+ * qmtp_step what came (or that the deadline passed) until it returns
+ * something other than QMTP_RUNNING; that is then what the blocking call
+ * (qmtp_connect, qmtp_run) would have returned, with the same results.
+ * Timeouts, the call limit and every guarantee above are the engine's, as
+ * in the blocking calls; the busy-wait and the interrupt hook are not used
+ * (there is no wait to interrupt). One run or connect at a time. */
+#define QMTP_RUNNING 1
+
+enum { QMTP_WANT_READ = 1, QMTP_WANT_WRITE = 2 };
+
+/* qmtp_run without waiting: QMTP_RUNNING, or the run is over already (not
+ * connected, nothing to send) and this is what qmtp_run returns. */
+int qmtp_run_start(qmtp_client *c);
+
+/* qmtp_connect without waiting: QMTP_RUNNING, or what qmtp_connect
+ * returns. A name (not a numeric address) is looked up by getaddrinfo_a
+ * in glibc's resolver thread, and qmtp_wants asks to be stepped every few
+ * milliseconds (fd -1) until it is done; where getaddrinfo_a cannot be
+ * used (other libcs, and in a process forked from one that used it) the
+ * lookup blocks: pass numeric addresses to avoid that. */
+int qmtp_connect_start(qmtp_client *c, const char *host, const char *port);
+
+/* What the run or connect under way waits for: *fd (-1: only the
+ * deadline), *events (QMTP_WANT_*) and *deadline_ms (on the qmtp_clock_ms
+ * clock: step then, ready or not). 0, or QMTP_E_STATE when none is under
+ * way. */
+int qmtp_wants(const qmtp_client *c, int *fd, int *events, int64_t *deadline_ms);
+
+/* Moves the run or connect under way on, never waiting: ready is what the
+ * descriptor showed (QMTP_WANT_*; an error or hang-up counts as both), 0
+ * when only time passed. QMTP_RUNNING, or it is over: see above. */
+int qmtp_step(qmtp_client *c, int ready);
+
+/* Ends the run or connect under way now, as a failure whose text is why
+ * (copied): answers already read are kept, the others are deferrals, the
+ * packages not written in full are marked (QMTP_E_INTR, or not begun), and
+ * the connection is closed. Returns what the run returns then, or
+ * QMTP_E_STATE when none is under way. Also done by qmtp_free,
+ * qmtp_connect and qmtp_batch_reset. */
+int qmtp_cancel(qmtp_client *c, const char *why);
+
+/* 1 while a run or connect started with the calls above is under way. */
+int qmtp_busy(const qmtp_client *c);
+
+/* The monotonic clock of the deadlines, in milliseconds. */
+int64_t qmtp_clock_ms(void);
+
 /* Packages of the last run, and for each: 0 if it was written in full (its
  * results are answers or deferrals), else why not: QMTP_E_FILE (its file
  * failed), E_IO/E_EOF/E_TIMEOUT/E_INTR (the connection failed during it), or

@@ -73,6 +73,8 @@ struct qmtp_client {
     int busy;
     struct addrinfo *pending_ai; /* resolver results of a connect under way */
     struct qmtp_lookup *lookups; /* name lookups not yet reaped (qmtp_net.c) */
+    struct qmtp_lookup *resolving; /* the lookup of qmtp_resolve_start, while it runs */
+    int64_t resolve_deadline;
 
     int err;
     int sys_errno;
@@ -94,9 +96,30 @@ struct qmtp_client {
     struct qmtp_slot *slots;
     size_t nslots;
     size_t slotcap;
+
+    struct qmtp_run *run;   /* the run's state (qmtp_run.c), kept for reuse */
+    int run_active;         /* a run is started and not yet over */
+    struct qmtp_connecting *connecting; /* a connect's state (qmtp_net.c) */
+    int connect_active;     /* a connect is started and not yet over */
 };
 
 struct addrinfo;
+
+/* Frees the run's and the connect's state (qmtp_free). */
+void qmtp_run_free(qmtp_client *c);
+void qmtp_connecting_free(qmtp_client *c);
+
+/* The run's (qmtp_run.c) and the connect's (qmtp_net.c) parts of
+ * qmtp_wants, qmtp_step and qmtp_cancel (qmtp.c picks the one under way). */
+int qmtp_run_wants(const qmtp_client *c, int *events, int64_t *deadline_ms);
+int qmtp_run_step(qmtp_client *c, int ready);
+int qmtp_run_cancel(qmtp_client *c, const char *why);
+int qmtp_connect_wants(const qmtp_client *c, int *fd, int *events, int64_t *deadline_ms);
+int qmtp_connect_step(qmtp_client *c, int ready);
+int qmtp_connect_cancel(qmtp_client *c, const char *why);
+
+/* Ends a run or a connect under way, if any, as cancelled. */
+void qmtp_abandon(qmtp_client *c);
 
 /* Closes what an interrupted call left behind (see busy). */
 void qmtp_recover(qmtp_client *c);
@@ -105,6 +128,19 @@ void qmtp_recover(qmtp_client *c);
  * running the caller's signal handlers on EINTR (qmtp_resolve.c). 0 with
  * the addresses in c->pending_ai, or a status with the client's error set. */
 int qmtp_resolve(qmtp_client *c, const char *host, const char *port);
+
+/* qmtp_resolve without waiting: QMTP_RUNNING with a lookup under way (see
+ * qmtp_resolve_poll), or what qmtp_resolve returns (a numeric address, or
+ * where getaddrinfo_a cannot be used: looked up at once). The lookup ends
+ * by deadline (monotonic ms). */
+int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline);
+
+/* Looks at the lookup under way, without waiting: QMTP_RUNNING, or what
+ * qmtp_resolve returns. */
+int qmtp_resolve_poll(qmtp_client *c);
+
+/* Gives up on the lookup under way, if any. */
+void qmtp_resolve_abandon(qmtp_client *c);
 
 /* 1 if the call limit (qmtp_set_call_limit), rather than a step's own
  * timeout, has run out. */

@@ -110,6 +110,8 @@ void qmtp_recover(qmtp_client *c)
 {
     if (c->busy) {
         c->busy = 0;
+        c->run_active = 0;
+        c->connect_active = 0;
         qmtp_close(c);
         if (c->pending_ai != NULL) {
             freeaddrinfo(c->pending_ai);
@@ -153,16 +155,34 @@ static int check_port(qmtp_client *c, const char *port)
 }
 
 
-/* One address: 0 connected, else the errno that stopped it (ETIMEDOUT for
- * our own deadline: the connect timeout, or the call limit). The socket
- * sits in c->fd from the start, so that a hook leaving by longjmp cannot
- * leak it. */
-static int connect_one(qmtp_client *c, const struct addrinfo *ai)
+static int same_server(const qmtp_client *c, const char *host, const char *port)
 {
-    int64_t deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
-    int soerr = 0;
-    socklen_t soerrlen = sizeof soerr;
-    int one = 1;
+    return c->host != NULL && c->port != NULL && strcmp(c->host, host) == 0 &&
+           strcmp(c->port, port) == 0;
+}
+
+/* A connect under way: the addresses, the one being tried and until
+ * when, and what the ones before it said. */
+struct qmtp_connecting {
+    const struct addrinfo *ai; /* being tried: in c->pending_ai, or unix_ai */
+    int64_t attempt_deadline;  /* of the address being tried */
+    int64_t resolve_deadline;  /* of the lookup, while one runs */
+    int64_t look_at;           /* the next look at the lookup */
+    int64_t look_every;
+    int resolving;
+    int unix_socket;
+    int last_errno;
+    int limit_hit;
+    char where[sizeof ((qmtp_client *)0)->peer];
+    struct addrinfo unix_ai;
+    struct sockaddr_un unix_sa;
+};
+
+/* Opens a socket for ai into c->fd (from the start, so that a hook leaving
+ * by longjmp cannot leak it) and starts connecting it. 0 connected,
+ * EINPROGRESS under way, else the errno that stopped it. */
+static int connect_begin(qmtp_client *c, const struct addrinfo *ai)
+{
     int fd;
 
     c->fd = fd = open_socket(ai->ai_family);
@@ -178,113 +198,146 @@ static int connect_one(qmtp_client *c, const struct addrinfo *ai)
         }
     }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS && errno != EINTR) {
-            int e = errno;
-            qmtp_close(c);
-            return e;
-        }
-        for (;;) {
-            struct pollfd p;
-            int64_t left = deadline - qmtp_now_ms();
-            int r;
+        int e = errno == EINTR || errno == EAGAIN ? EINPROGRESS : errno;
 
-            if (left <= 0) {
-                qmtp_close(c);
-                return ETIMEDOUT;
-            }
-            p.fd = fd;
-            p.events = POLLOUT;
-            p.revents = 0;
-            r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
-            if (r > 0) {
-                break;
-            }
-            if (r < 0 && (errno != EINTR || qmtp_interrupted(c) != QMTP_OK)) {
-                int e = errno;
-                qmtp_close(c);
-                return e;
-            }
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerrlen) != 0) {
-            soerr = errno;
-        }
-        if (soerr != 0) {
+        if (e != EINPROGRESS) {
             qmtp_close(c);
-            return soerr;
         }
-    }
-    /* A package must leave at once, not wait for the previous one's ACK. */
-    if (ai->ai_family != AF_UNIX) {
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return e;
     }
     return 0;
 }
 
-/* A server on this machine at a Unix-domain socket path. */
-static int connect_unix(qmtp_client *c, const char *path)
+/* The connection is made. */
+static int connected(qmtp_client *c)
 {
-    struct sockaddr_un sun;
-    struct addrinfo ai;
-    int e;
+    struct qmtp_connecting *k = c->connecting;
+    int one = 1;
 
-    if (strlen(path) >= sizeof sun.sun_path) {
-        return qmtp_fail(c, QMTP_E_ARG, 0, "socket path '%s' is too long", path);
+    /* A package must leave at once, not wait for the previous one's ACK. */
+    if (!k->unix_socket) {
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    memset(&ai, 0, sizeof ai);
-    ai.ai_family = AF_UNIX;
-    ai.ai_socktype = SOCK_STREAM;
-    ai.ai_addr = (struct sockaddr *)(void *)&sun;
-    ai.ai_addrlen = sizeof sun;
-    c->busy = 1;
-    e = connect_one(c, &ai);
-    c->busy = 0;
-    if (e == ETIMEDOUT && qmtp_call_limit_reached(c)) {
-        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to unix socket %s", path);
+    if (c->pending_ai != NULL) {
+        freeaddrinfo(c->pending_ai);
+        c->pending_ai = NULL;
     }
-    if (e != 0) {
-        return e == ETIMEDOUT
-            ? qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to unix socket %s: timed out", path)
-            : qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to unix socket %s", path);
-    }
+    c->connect_active = 0;
     c->connected_at = qmtp_now_ms();
-    snprintf(c->peer, sizeof c->peer, "unix socket %s", path);
+    memcpy(c->peer, k->where, sizeof c->peer);
+    c->err = QMTP_OK;
     return QMTP_OK;
 }
 
-int qmtp_set_local_addr(qmtp_client *c, const char *addr)
+/* No address accepted a connection (or the call limit or the caller ended
+ * the tries): the error says why, in terms of the last address tried. */
+static int connect_failed(qmtp_client *c, int status)
 {
-    char *copy = NULL;
+    struct qmtp_connecting *k = c->connecting;
+    const char *host = c->host;
+    int e = k->last_errno;
 
-    if (addr != NULL && (copy = copy_string(addr)) == NULL) {
-        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    qmtp_close(c);
+    if (c->pending_ai != NULL) {
+        freeaddrinfo(c->pending_ai);
+        c->pending_ai = NULL;
     }
-    free(c->local);
-    c->local = copy;
-    return QMTP_OK;
+    c->connect_active = 0;
+    if (status != QMTP_OK) {
+        return status; /* its text is set */
+    }
+    if (k->unix_socket) {
+        if (k->limit_hit) {
+            return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to unix socket %s", host);
+        }
+        return e == ETIMEDOUT
+            ? qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to unix socket %s: timed out", host)
+            : qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to unix socket %s", host);
+    }
+    if (k->limit_hit) {
+        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to %s (%s)", host, k->where);
+    }
+    if (e == ETIMEDOUT) {
+        return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
+                         host, k->where, (double)c->connect_ms / 1000.0);
+    }
+    if (c->bind_failed) {
+        return qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to %s (%s) from local address '%s'",
+                         host, k->where, c->local);
+    }
+    return qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to %s (%s)", host, k->where);
 }
 
-static int same_server(const qmtp_client *c, const char *host, const char *port)
+/* Starts on k->ai and the addresses after it until one is connecting or
+ * connected. QMTP_RUNNING, or the connect's end. */
+static int try_addresses(qmtp_client *c)
 {
-    return c->host != NULL && c->port != NULL && strcmp(c->host, host) == 0 &&
-           strcmp(c->port, port) == 0;
+    struct qmtp_connecting *k = c->connecting;
+
+    for (; k->ai != NULL; k->ai = k->ai->ai_next) {
+        int e;
+
+        if (k->unix_socket) {
+            snprintf(k->where, sizeof k->where, "unix socket %s", c->host);
+        } else {
+            describe_address(k->ai->ai_addr, k->where, sizeof k->where);
+        }
+        e = connect_begin(c, k->ai);
+        if (e == 0) {
+            return connected(c);
+        }
+        if (e == EINPROGRESS) {
+            k->attempt_deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
+            return QMTP_RUNNING;
+        }
+        k->last_errno = e;
+    }
+    return connect_failed(c, QMTP_OK);
 }
 
-int qmtp_connect(qmtp_client *c, const char *host, const char *port)
+/* The address being tried failed with errno e: on to the next. */
+static int next_address(qmtp_client *c, int e)
 {
-    const struct addrinfo *ai;
-    int last_errno = 0;
-    int limit_hit = 0;
-    int rc;
-    char where[sizeof c->peer] = "";
+    struct qmtp_connecting *k = c->connecting;
+
+    qmtp_close(c);
+    k->last_errno = e;
+    if (e == ETIMEDOUT && qmtp_call_limit_reached(c)) {
+        k->limit_hit = 1; /* no time left for the other addresses */
+        return connect_failed(c, QMTP_OK);
+    }
+    k->ai = k->ai->ai_next;
+    return try_addresses(c);
+}
+
+/* The lookup is over (0: its addresses in c->pending_ai). */
+static int resolved(qmtp_client *c, int rc)
+{
+    struct qmtp_connecting *k = c->connecting;
+
+    k->resolving = 0;
+    if (rc != QMTP_OK) {
+        return connect_failed(c, rc);
+    }
+    k->ai = c->pending_ai;
+    return try_addresses(c);
+}
+
+/* What qmtp_connect and qmtp_connect_start share: checks, the server's
+ * names kept, the state reset. QMTP_RUNNING to go on, else the end. */
+static int connect_prepare(qmtp_client *c, const char *host, const char *port)
+{
+    struct qmtp_connecting *k;
 
     qmtp_recover(c);
+    qmtp_abandon(c);
     qmtp_close(c);
     c->err = QMTP_OK;
     if (host[0] != '/' && check_port(c, port) != QMTP_OK) {
         return c->err;
+    }
+    if (host[0] == '/' && strlen(host) >= sizeof k->unix_sa.sun_path) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "socket path '%s' is too long", host);
     }
     if (!same_server(c, host, port)) {
         char *h = copy_string(host);
@@ -301,51 +354,189 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         c->port = p;
         c->mode = QMTP_MODE_UNKNOWN;
     }
-    if (host[0] == '/') {
-        return connect_unix(c, host);
+    if (c->connecting == NULL && (c->connecting = malloc(sizeof *c->connecting)) == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
+    k = c->connecting;
+    memset(k, 0, sizeof *k);
     c->bind_failed = 0;
-    c->busy = 1;
-    rc = qmtp_resolve(c, host, port);
-    if (rc != QMTP_OK) {
-        c->busy = 0;
+    if (host[0] == '/') {
+        k->unix_socket = 1;
+        k->unix_sa.sun_family = AF_UNIX;
+        memcpy(k->unix_sa.sun_path, host, strlen(host) + 1);
+        k->unix_ai.ai_family = AF_UNIX;
+        k->unix_ai.ai_socktype = SOCK_STREAM;
+        k->unix_ai.ai_addr = (struct sockaddr *)(void *)&k->unix_sa;
+        k->unix_ai.ai_addrlen = sizeof k->unix_sa;
+        k->ai = &k->unix_ai;
+    }
+    c->connect_active = 1;
+    return QMTP_RUNNING;
+}
+
+int qmtp_connect_start(qmtp_client *c, const char *host, const char *port)
+{
+    struct qmtp_connecting *k;
+    int rc = connect_prepare(c, host, port);
+
+    if (rc != QMTP_RUNNING) {
         return rc;
     }
-    for (ai = c->pending_ai; ai != NULL; ai = ai->ai_next) {
-        describe_address(ai->ai_addr, where, sizeof where);
-        last_errno = connect_one(c, ai);
-        if (last_errno == 0 || c->err == QMTP_E_INTR) {
-            break;
-        }
-        if (last_errno == ETIMEDOUT && qmtp_call_limit_reached(c)) {
-            limit_hit = 1; /* no time left for the other addresses */
-            break;
-        }
+    k = c->connecting;
+    if (k->unix_socket) {
+        return try_addresses(c);
     }
-    freeaddrinfo(c->pending_ai);
-    c->pending_ai = NULL;
+    k->resolve_deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
+    rc = qmtp_resolve_start(c, host, port, k->resolve_deadline);
+    if (rc != QMTP_RUNNING) {
+        return resolved(c, rc);
+    }
+    k->resolving = 1;
+    k->look_every = 1;
+    k->look_at = qmtp_now_ms() + k->look_every;
+    return QMTP_RUNNING;
+}
+
+int qmtp_connect_wants(const qmtp_client *c, int *fd, int *events, int64_t *deadline_ms)
+{
+    const struct qmtp_connecting *k = c->connecting;
+
+    if (!c->connect_active) {
+        return QMTP_E_STATE;
+    }
+    if (k->resolving) {
+        *fd = -1;
+        *events = 0;
+        *deadline_ms = k->look_at < k->resolve_deadline ? k->look_at : k->resolve_deadline;
+    } else {
+        *fd = c->fd;
+        *events = QMTP_WANT_WRITE;
+        *deadline_ms = k->attempt_deadline;
+    }
+    return QMTP_OK;
+}
+
+int qmtp_connect_step(qmtp_client *c, int ready)
+{
+    struct qmtp_connecting *k = c->connecting;
+    int soerr = 0;
+    socklen_t soerrlen = sizeof soerr;
+
+    if (!c->connect_active) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "no connect is under way");
+    }
+    if (k->resolving) {
+        int rc = qmtp_resolve_poll(c);
+
+        if (rc != QMTP_RUNNING) {
+            return resolved(c, rc);
+        }
+        /* Looked at ever less often, up to every 20 ms. */
+        if (k->look_every < 20) {
+            k->look_every *= 2;
+        }
+        k->look_at = qmtp_now_ms() + k->look_every;
+        return QMTP_RUNNING;
+    }
+    if (ready == 0) {
+        if (qmtp_now_ms() < k->attempt_deadline) {
+            return QMTP_RUNNING;
+        }
+        return next_address(c, ETIMEDOUT);
+    }
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &soerrlen) != 0) {
+        soerr = errno;
+    }
+    if (soerr == 0) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+
+        if (getpeername(c->fd, (struct sockaddr *)(void *)&peer, &len) == 0) {
+            return connected(c);
+        }
+        if (errno == ENOTCONN) {
+            return QMTP_RUNNING; /* woken early: not connected yet */
+        }
+        soerr = errno;
+    }
+    return next_address(c, soerr);
+}
+
+int qmtp_connect_cancel(qmtp_client *c, const char *why)
+{
+    if (!c->connect_active) {
+        return QMTP_E_STATE;
+    }
+    if (c->connecting->resolving) {
+        qmtp_resolve_abandon(c);
+    }
+    return connect_failed(c, qmtp_fail(c, QMTP_E_INTR, 0, "%s", why));
+}
+
+void qmtp_connecting_free(qmtp_client *c)
+{
+    free(c->connecting);
+    c->connecting = NULL;
+    c->connect_active = 0;
+}
+
+int qmtp_set_local_addr(qmtp_client *c, const char *addr)
+{
+    char *copy = NULL;
+
+    if (addr != NULL && (copy = copy_string(addr)) == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    }
+    free(c->local);
+    c->local = copy;
+    return QMTP_OK;
+}
+
+int qmtp_connect(qmtp_client *c, const char *host, const char *port)
+{
+    int rc = connect_prepare(c, host, port);
+
+    if (rc != QMTP_RUNNING) {
+        return rc;
+    }
+    c->busy = 1;
+    if (!c->connecting->unix_socket) {
+        rc = qmtp_resolve(c, host, port);
+        if (rc != QMTP_OK) {
+            c->busy = 0;
+            c->connect_active = 0;
+            return rc;
+        }
+        c->connecting->ai = c->pending_ai;
+    }
+    /* The same steps as qmtp_connect_start's, waited for in poll(2). */
+    rc = try_addresses(c);
+    while (rc == QMTP_RUNNING) {
+        struct pollfd p;
+        int64_t left = c->connecting->attempt_deadline - qmtp_now_ms();
+        int n;
+        int ready = 0;
+
+        if (left > 0) {
+            p.fd = c->fd;
+            p.events = POLLOUT;
+            p.revents = 0;
+            n = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+            if (n < 0 && errno != EINTR) {
+                rc = next_address(c, errno);
+                continue;
+            }
+            if (n < 0 && qmtp_interrupted(c) != QMTP_OK) {
+                qmtp_connect_cancel(c, "interrupted");
+                rc = qmtp_fail(c, QMTP_E_INTR, EINTR, "connecting to %s was interrupted", host);
+                break;
+            }
+            ready = n > 0 ? QMTP_WANT_WRITE : 0;
+        }
+        rc = qmtp_connect_step(c, ready);
+    }
     c->busy = 0;
-    if (last_errno == 0) {
-        c->connected_at = qmtp_now_ms();
-        memcpy(c->peer, where, sizeof c->peer);
-        c->err = QMTP_OK;
-        return QMTP_OK;
-    }
-    if (c->err == QMTP_E_INTR) {
-        return qmtp_fail(c, QMTP_E_INTR, EINTR, "connecting to %s was interrupted", host);
-    }
-    if (limit_hit) {
-        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to %s (%s)", host, where);
-    }
-    if (last_errno == ETIMEDOUT) {
-        return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
-                         host, where, (double)c->connect_ms / 1000.0);
-    }
-    if (c->bind_failed) {
-        return qmtp_fail(c, QMTP_E_CONNECT, last_errno, "cannot connect to %s (%s) from local address '%s'",
-                         host, where, c->local);
-    }
-    return qmtp_fail(c, QMTP_E_CONNECT, last_errno, "cannot connect to %s (%s)", host, where);
+    return rc;
 }
 
 int qmtp_close(qmtp_client *c)

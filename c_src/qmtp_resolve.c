@@ -177,6 +177,25 @@ static int lookup_wait(const struct gaicb *cb, int64_t ms)
     return 0;
 }
 
+/* The lookup q has ended with gai: its addresses go to c->pending_ai,
+ * and q is freed. 0 or QMTP_E_RESOLVE. */
+static int lookup_result(qmtp_client *c, struct qmtp_lookup *q, int gai)
+{
+    lookup_unlink(c, q);
+    if (gai != 0) {
+        int rc = qmtp_fail(c, QMTP_E_RESOLVE, 0, "cannot resolve '%s' port '%s': %s", q->names,
+                           q->names + strlen(q->names) + 1, gai_strerror(gai));
+
+        /* errno of EAI_SYSTEM stayed in the resolver thread */
+        lookup_free(q);
+        return rc;
+    }
+    c->pending_ai = q->cb.ar_result;
+    q->cb.ar_result = NULL;
+    lookup_free(q);
+    return QMTP_OK;
+}
+
 /* Looks host and port up by the connect timeout and the call limit,
  * running the caller's signal handlers on EINTR. 0 with the addresses in
  * c->pending_ai, or a status with the client's error set. */
@@ -204,18 +223,71 @@ int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
             return qmtp_fail(c, QMTP_E_INTR, EINTR, "resolving '%s' was interrupted", host);
         }
     }
-    if (gai != 0) {
-        lookup_unlink(c, q);
-        lookup_free(q);
-        /* errno of EAI_SYSTEM stayed in the resolver thread */
-        return qmtp_fail(c, QMTP_E_RESOLVE, 0, "cannot resolve '%s' port '%s': %s", host, port,
-                         gai_strerror(gai));
+    return lookup_result(c, q, gai);
+}
+
+/* A numeric address needs no lookup, and no thread: 0 with the address
+ * in c->pending_ai, or -1 when host is a name. */
+static int numeric(qmtp_client *c, const char *host, const char *port)
+{
+    struct addrinfo hints;
+    struct addrinfo *list = NULL;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST;
+    if (getaddrinfo(host, port, &hints, &list) != 0) {
+        return -1;
     }
-    c->pending_ai = q->cb.ar_result;
-    q->cb.ar_result = NULL;
-    lookup_unlink(c, q);
-    lookup_free(q);
-    return QMTP_OK;
+    c->pending_ai = list;
+    return 0;
+}
+
+int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline)
+{
+    struct qmtp_lookup *q = NULL;
+
+    if (qmtp_call_limit_reached(c)) {
+        return resolve_timed_out(c, host);
+    }
+    if (numeric(c, host, port) == 0) {
+        return QMTP_OK;
+    }
+    if (!may_use_gai() || lookup_start(c, host, port, &q) != 0) {
+        return resolve_blocking(c, host, port);
+    }
+    c->resolving = q;
+    c->resolve_deadline = deadline;
+    return QMTP_RUNNING;
+}
+
+int qmtp_resolve_poll(qmtp_client *c)
+{
+    struct qmtp_lookup *q = c->resolving;
+    int gai;
+
+    if (q == NULL) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "no lookup is under way");
+    }
+    gai = gai_error(&q->cb);
+    if (gai == EAI_INPROGRESS) {
+        if (qmtp_now_ms() < c->resolve_deadline) {
+            return QMTP_RUNNING;
+        }
+        qmtp_resolve_abandon(c);
+        return resolve_timed_out(c, c->host);
+    }
+    c->resolving = NULL;
+    return lookup_result(c, q, gai);
+}
+
+void qmtp_resolve_abandon(qmtp_client *c)
+{
+    if (c->resolving != NULL) {
+        lookup_abandon(c, c->resolving);
+        c->resolving = NULL;
+    }
 }
 
 int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms)
@@ -249,6 +321,22 @@ int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms)
 }
 
 #else /* no getaddrinfo_a: the lookup waits as long as the resolver does */
+
+int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline)
+{
+    (void)deadline;
+    return qmtp_resolve(c, host, port);
+}
+
+int qmtp_resolve_poll(qmtp_client *c)
+{
+    return qmtp_fail(c, QMTP_E_STATE, 0, "no lookup is under way");
+}
+
+void qmtp_resolve_abandon(qmtp_client *c)
+{
+    (void)c;
+}
 
 int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
 {

@@ -473,40 +473,6 @@ static int busy_wait(struct qmtp_run *r, int *got)
     return QMTP_OK;
 }
 
-static int wait_ready(struct qmtp_run *r, short *revents)
-{
-    qmtp_client *c = r->c;
-    struct pollfd p;
-    int64_t now = qmtp_now_ms();
-    int64_t deadline = qmtp_deadline(c, r->last_progress + c->io_ms);
-    int64_t wake = deadline;
-    int64_t stall_at;
-    int rc;
-
-    if (stall_point(r, &stall_at) && stall_at < wake) {
-        wake = stall_at;
-    }
-    if (now >= deadline) {
-        r->limit_hit = deadline < r->last_progress + c->io_ms;
-        return QMTP_E_TIMEOUT;
-    }
-    p.fd = c->fd;
-    p.events = POLLIN;
-    if (qmtp_wants_write(r)) {
-        p.events |= POLLOUT;
-    }
-    p.revents = 0;
-    rc = poll(&p, 1, wake <= now ? 0 : (int)(wake - now > 1000000 ? 1000000 : wake - now));
-    if (rc < 0 && errno == EINTR) {
-        return qmtp_interrupted(c);
-    }
-    if (rc < 0) {
-        return qmtp_fail(c, QMTP_E_IO, errno, "poll failed");
-    }
-    *revents = rc > 0 ? p.revents : 0;
-    return QMTP_OK;
-}
-
 static int prepare(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
@@ -556,20 +522,92 @@ static void look_for_surplus(struct qmtp_run *r)
     }
 }
 
-int qmtp_run(qmtp_client *c)
+/* A run that ended with every package written in full: checks for
+ * answers beyond the due ones, settles attribution, marks the packages. */
+static int finish_ok(struct qmtp_run *r)
 {
-    return qmtp_run_overlapped(c, NULL, NULL);
+    qmtp_client *c = r->c;
+
+    if (r->assumed_from != NONE && c->in.len == 0 && !r->half_closed) {
+        look_for_surplus(r); /* a declaration relied on: check it at no cost */
+    }
+    if (c->in.len > 0) {
+        r->surplus = 1;
+        qmtp_fail(c, QMTP_E_ANSWERS, 0,
+                  "the server's answers did not match its packages: more answers than recipients");
+    }
+    settle(r);
+    record_status(r, QMTP_OK);
+    qmtp_pkgs_close_files(c);
+    if (r->half_closed || r->surplus) {
+        /* Half-closed, or more answers than recipients: not reusable. */
+        qmtp_close(c);
+    }
+    return QMTP_OK;
 }
 
-int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
+/* The run is over: with status rc (0: every answer due is in). Returns
+ * what qmtp_run returns. */
+static int run_end(struct qmtp_run *r, int rc)
 {
-    struct qmtp_run r;
+    r->c->run_active = 0;
+    return rc == QMTP_OK ? finish_ok(r) : finish_failed(r, rc);
+}
+
+/* What ends the run or changes its course without any I/O: all answers
+ * in, writing stopped, a half-close due, a deadline passed. QMTP_RUNNING
+ * or the run's end (run_end). */
+static int run_check(struct qmtp_run *r)
+{
+    qmtp_client *c = r->c;
+    int64_t now;
+    int64_t stall_at;
+    int64_t deadline;
+
+    if (c->nslots >= r->total) {
+        return run_end(r, QMTP_OK);
+    }
+    if (r->write_status != QMTP_OK && r->apkg >= r->pkgs_written) {
+        return run_end(r, r->write_status); /* every package written in full is answered */
+    }
+    if (r->half_closed && r->apkg >= r->pkgs_written) {
+        /* A half-close taught how the server answers; what was held back
+         * behind it must go on a new connection. */
+        return run_end(r, qmtp_fail(c, QMTP_E_NOTSENT, 0,
+                                    "not sent: the connection was ended to learn how the server answers"));
+    }
+    now = qmtp_now_ms();
+    if (stall_point(r, &stall_at) && now >= stall_at) {
+        shutdown(c->fd, SHUT_WR);
+        r->half_closed = 1;
+        r->last_progress = now;
+    }
+    deadline = qmtp_deadline(c, r->last_progress + c->io_ms);
+    if (now >= deadline) {
+        r->limit_hit = deadline < r->last_progress + c->io_ms;
+        return run_end(r, QMTP_E_TIMEOUT);
+    }
+    return QMTP_RUNNING;
+}
+
+static int run_begin(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
+{
+    struct qmtp_run *r;
     int rc;
 
     qmtp_recover(c);
-    memset(&r, 0, sizeof r);
-    r.c = c;
-    r.assumed_from = NONE;
+    if (c->run_active || c->connect_active) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "a %s is under way", c->run_active ? "send" : "connect");
+    }
+    if (c->run == NULL && (c->run = malloc(sizeof *c->run)) == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    }
+    r = c->run;
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    r->assumed_from = NONE;
+    r->on_written = on_written;
+    r->written_ctx = ctx;
     c->nslots = 0;
     c->texts.len = 0;
     c->in.len = 0;
@@ -577,101 +615,185 @@ int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     if (c->building) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "a package was begun but not ended");
     }
-    rc = prepare(&r);
+    rc = prepare(r);
     if (rc != QMTP_OK) {
         return rc;
     }
     if (c->fd < 0) {
         qmtp_fail(c, QMTP_E_STATE, 0, "not connected");
-        defer_rest(&r, "not connected");
+        defer_rest(r, "not connected");
         qmtp_pkgs_close_files(c);
         return QMTP_E_NOTSENT;
     }
     c->err = QMTP_OK;
     c->errstr[0] = '\0';
-    r.last_progress = qmtp_now_ms();
-    r.spin_left_us = c->spin_us;
+    r->last_progress = qmtp_now_ms();
+    r->spin_left_us = c->spin_us;
+    c->run_active = 1;
+    return run_check(r);
+}
+
+int qmtp_run_start(qmtp_client *c)
+{
+    return run_begin(c, NULL, NULL);
+}
+
+int qmtp_run_step(qmtp_client *c, int ready)
+{
+    struct qmtp_run *r = c->run;
+    int rc;
+
+    if (!c->run_active) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "no send is under way");
+    }
+    if (ready & QMTP_WANT_READ) {
+        rc = read_some(r, 0);
+        if (rc != QMTP_OK) {
+            return run_end(r, rc);
+        }
+    }
+    if ((ready & QMTP_WANT_WRITE) && qmtp_wants_write(r)) {
+        rc = qmtp_write_some(r);
+        if (rc == QMTP_E_FILE) {
+            /* Stop writing, but collect the answers of the packages
+             * already written before closing to abort this one. */
+            set_pkg_error(c, r->w.pkg, c->errstr);
+            r->write_status = rc;
+            r->last_progress = qmtp_now_ms();
+        } else if (rc != QMTP_OK) {
+            return run_end(r, rc);
+        }
+        if (r->on_written != NULL && r->pkgs_written == c->npkgs) {
+            qmtp_written_fn fn = r->on_written;
+
+            r->on_written = NULL;
+            fn(r->written_ctx); /* before the wait for the answers */
+        }
+    }
+    return run_check(r);
+}
+
+/* When the run's next deadline is: the inactivity timeout (bounded by the
+ * call limit), or an earlier half-close. */
+static int64_t run_deadline(const struct qmtp_run *r)
+{
+    int64_t deadline = qmtp_deadline(r->c, r->last_progress + r->c->io_ms);
+    int64_t stall_at;
+
+    if (stall_point(r, &stall_at) && stall_at < deadline) {
+        deadline = stall_at;
+    }
+    return deadline;
+}
+
+int qmtp_run_wants(const qmtp_client *c, int *events, int64_t *deadline_ms)
+{
+    if (!c->run_active) {
+        return QMTP_E_STATE;
+    }
+    *events = QMTP_WANT_READ | (qmtp_wants_write(c->run) ? QMTP_WANT_WRITE : 0);
+    *deadline_ms = run_deadline(c->run);
+    return QMTP_OK;
+}
+
+int qmtp_run_cancel(qmtp_client *c, const char *why)
+{
+    if (!c->run_active) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "no send is under way");
+    }
+    qmtp_fail(c, QMTP_E_INTR, 0, "%s", why);
+    return run_end(c->run, QMTP_E_INTR);
+}
+
+void qmtp_run_free(qmtp_client *c)
+{
+    free(c->run);
+    c->run = NULL;
+    c->run_active = 0;
+}
+
+/* Sleeps in poll(2) until the descriptor is ready or the run's next
+ * deadline; *ready gets QMTP_WANT_* (0: the deadline, or a signal). The
+ * caller's signal handlers run on EINTR. 0 or the status ending the run. */
+static int wait_ready(struct qmtp_run *r, int *ready)
+{
+    qmtp_client *c = r->c;
+    struct pollfd p;
+    int64_t now = qmtp_now_ms();
+    int64_t wake = run_deadline(r);
+    int rc;
+
+    *ready = 0;
+    if (now >= wake) {
+        return QMTP_OK; /* run_check acts on it */
+    }
+    p.fd = c->fd;
+    p.events = POLLIN;
+    if (qmtp_wants_write(r)) {
+        p.events |= POLLOUT;
+    }
+    p.revents = 0;
+    rc = poll(&p, 1, wake - now > 1000000 ? 1000000 : (int)(wake - now));
+    if (rc < 0 && errno == EINTR) {
+        return qmtp_interrupted(c);
+    }
+    if (rc < 0) {
+        return qmtp_fail(c, QMTP_E_IO, errno, "poll failed");
+    }
+    if (rc > 0) {
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            *ready |= QMTP_WANT_READ;
+        }
+        if (p.revents & (POLLOUT | POLLERR)) {
+            *ready |= QMTP_WANT_WRITE;
+        }
+    }
+    return QMTP_OK;
+}
+
+int qmtp_run(qmtp_client *c)
+{
+    return qmtp_run_overlapped(c, NULL, NULL);
+}
+
+/* The blocking run: the same steps as a caller's event loop takes, with
+ * poll(2) around them, and the busy-wait that only a caller who may block
+ * can afford. */
+int qmtp_run_overlapped(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
+{
+    struct qmtp_run *r;
+    int rc = run_begin(c, on_written, ctx);
+
+    if (rc != QMTP_RUNNING) {
+        return rc;
+    }
+    r = c->run;
     c->busy = 1;
+    while (rc == QMTP_RUNNING) {
+        int ready;
 
-    while (c->nslots < r.total) {
-        short ev = 0;
-        int64_t stall_at;
-
-        if (r.write_status != QMTP_OK && r.apkg >= r.pkgs_written) {
-            rc = r.write_status; /* every package written in full is answered */
-            break;
-        }
-        if (r.half_closed && r.apkg >= r.pkgs_written) {
-            /* A half-close taught how the server answers; what was held
-             * back behind it must go on a new connection. */
-            rc = qmtp_fail(c, QMTP_E_NOTSENT, 0,
-                           "not sent: the connection was ended to learn how the server answers");
-            break;
-        }
-        if (stall_point(&r, &stall_at) && qmtp_now_ms() >= stall_at) {
-            shutdown(c->fd, SHUT_WR);
-            r.half_closed = 1;
-            r.last_progress = qmtp_now_ms();
-        }
         /* Only for the answers of the last package written: while earlier
          * ones are due, a sleep lets them pile up, to be read in one go. */
-        if (r.apkg + 1 == r.pkgs_written && !qmtp_wants_write(&r)) {
+        if (r->apkg + 1 == r->pkgs_written && !qmtp_wants_write(r)) {
             int got;
 
-            rc = busy_wait(&r, &got);
+            rc = busy_wait(r, &got);
             if (rc != QMTP_OK) {
+                rc = run_end(r, rc);
                 break;
             }
             if (got) {
+                rc = run_check(r);
                 continue;
             }
         }
-        rc = wait_ready(&r, &ev);
+        rc = wait_ready(r, &ready);
         if (rc != QMTP_OK) {
+            rc = run_end(r, rc);
             break;
         }
-        if (ev & (POLLIN | POLLHUP | POLLERR)) {
-            rc = read_some(&r, 0);
-            if (rc != QMTP_OK) {
-                break;
-            }
-        }
-        if ((ev & (POLLOUT | POLLERR)) && qmtp_wants_write(&r)) {
-            rc = qmtp_write_some(&r);
-            if (rc == QMTP_E_FILE) {
-                /* Stop writing, but collect the answers of the packages
-                 * already written before closing to abort this one. */
-                set_pkg_error(c, r.w.pkg, c->errstr);
-                r.write_status = rc;
-                r.last_progress = qmtp_now_ms();
-                rc = QMTP_OK;
-            } else if (rc != QMTP_OK) {
-                break;
-            }
-            if (on_written != NULL && r.pkgs_written == c->npkgs) {
-                on_written(ctx); /* before the wait for the answers */
-                on_written = NULL;
-            }
-        }
+        rc = qmtp_run_step(c, ready);
     }
     c->busy = 0;
-    if (rc != QMTP_OK) {
-        return finish_failed(&r, rc);
-    }
-    if (r.assumed_from != NONE && c->in.len == 0 && !r.half_closed) {
-        look_for_surplus(&r); /* a declaration relied on: check it at no cost */
-    }
-    if (c->in.len > 0) {
-        r.surplus = 1;
-        qmtp_fail(c, QMTP_E_ANSWERS, 0,
-                  "the server's answers did not match its packages: more answers than recipients");
-    }
-    settle(&r);
-    record_status(&r, QMTP_OK);
-    qmtp_pkgs_close_files(c);
-    if (r.half_closed || r.surplus) {
-        /* Half-closed, or more answers than recipients: not reusable. */
-        qmtp_close(c);
-    }
-    return QMTP_OK;
+    return rc;
 }

@@ -36,6 +36,8 @@ struct qmtp_run {
     int surplus;            /* answers came that no recipient was due */
     int limit_hit;          /* the call limit, not Timeout, ended a wait */
     size_t text_budget;     /* bytes of answer text this run may still keep */
+    qmtp_written_fn on_written; /* see qmtp_run_overlapped; NULL once called */
+    void *written_ctx;
 };
 
 /* 1 if the writer may start on package i now: while neither this

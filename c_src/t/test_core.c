@@ -5,6 +5,8 @@
 #define _GNU_SOURCE 1
 #include "../qmtp_int.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +194,42 @@ static void count_written(void *ctx)
     written_answers = ((qmtp_client *)ctx)->nslots;
 }
 
+/* 1: runs are driven as an event loop drives them (qmtp_run_start,
+ * qmtp_wants, poll, qmtp_step), not by qmtp_run. The engine tests run
+ * both ways and must see the same. */
+static int stepped;
+static int steps_taken;
+
+static int run_by_steps(qmtp_client *c)
+{
+    int rc = qmtp_run_start(c);
+
+    steps_taken = 0;
+    while (rc == QMTP_RUNNING) {
+        struct pollfd p;
+        int fd;
+        int events;
+        int64_t deadline;
+        int64_t left;
+        int ready = 0;
+
+        if (qmtp_wants(c, &fd, &events, &deadline) != QMTP_OK || fd < 0 || !(events & QMTP_WANT_READ)) {
+            return -100; /* a run always reads, on its connection */
+        }
+        left = deadline - qmtp_clock_ms();
+        p.fd = fd;
+        p.events = (short)((events & QMTP_WANT_READ ? POLLIN : 0) | (events & QMTP_WANT_WRITE ? POLLOUT : 0));
+        p.revents = 0;
+        if (poll(&p, 1, left < 0 ? 0 : (int)left) > 0) {
+            ready = (p.revents & (POLLIN | POLLHUP | POLLERR) ? QMTP_WANT_READ : 0) |
+                    (p.revents & (POLLOUT | POLLERR) ? QMTP_WANT_WRITE : 0);
+        }
+        rc = qmtp_step(c, ready);
+        steps_taken++;
+    }
+    return rc;
+}
+
 static int run_against(qmtp_client *c, const char *expect, const char *reply, size_t reply_len,
                        int wait_for_eof, int *peer_status)
 {
@@ -210,7 +248,7 @@ static int run_against(qmtp_client *c, const char *expect, const char *reply, si
     c->connected_at = qmtp_now_ms();
     written_calls = 0;
     written_answers = 0;
-    rc = qmtp_run_overlapped(c, count_written, c);
+    rc = stepped ? run_by_steps(c) : qmtp_run_overlapped(c, count_written, c);
     open_after_run = qmtp_is_open(c);
     qmtp_close(c);
     kill(pid, SIGKILL);
@@ -254,7 +292,7 @@ static void test_engine(void)
     CHECK(rc == 0 && qmtp_result_count(c) == 3, "three answers: rc %d", rc);
     CHECK(result_is(c, 0, 'K', "ok", 1, 0) && result_is(c, 1, 'Z', "wait", 1, 0) &&
           result_is(c, 2, 'D', "no", 1, 0), "K, Z and D in recipient order");
-    CHECK(written_calls == 1 && written_answers == 0,
+    CHECK(stepped || (written_calls == 1 && written_answers == 0),
           "on_written ran once, before any answer was taken (%d calls, %lu answers)", written_calls,
           (unsigned long)written_answers);
 
@@ -348,6 +386,61 @@ static void test_engine(void)
     rc = qmtp_run_overlapped(c, count_written, c);
     CHECK(rc == QMTP_E_NOTSENT && written_calls == 0, "on_written does not run when nothing was written");
 
+    package(c, "test\n", 1);
+    CHECK(qmtp_run_start(c) == QMTP_E_NOTSENT && !qmtp_busy(c) && result_is(c, 0, 'Z', "no response received: not connected", 0, 0),
+          "a run started without a connection is over at once, as qmtp_run's");
+    {
+        int fd;
+        int events;
+        int64_t deadline;
+        CHECK(qmtp_wants(c, &fd, &events, &deadline) == QMTP_E_STATE && qmtp_step(c, 0) == QMTP_E_STATE &&
+              qmtp_cancel(c, "x") == QMTP_E_STATE, "nothing under way: wants, step and cancel say so");
+    }
+
+    qmtp_free(c);
+}
+
+/* A run cancelled mid-way, as destroying a pending send does: the answer
+ * read is kept, the rest deferred with the reason, a package not written
+ * in full is marked, and the connection is closed. */
+static void test_cancel(void)
+{
+    qmtp_client *c = qmtp_new();
+    static char big[1 << 20];
+    int sv[2];
+    int rc;
+    int i;
+
+    qmtp_set_timeouts(c, 1000, 1000, 100);
+    qmtp_set_answers(c, QMTP_ANSWERS_RECIPIENT);
+    memset(big, 'x', sizeof big);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    c->fd = sv[0];
+    c->connected_at = qmtp_now_ms();
+    qmtp_batch_reset(c);
+    qmtp_pkg_begin(c, '\n', "s@x", 3);
+    qmtp_pkg_recipient(c, "a@x", 3);
+    qmtp_pkg_body(c, "hi\n", 3);
+    qmtp_pkg_end(c);
+    qmtp_pkg_begin(c, '\n', "s@x", 3);
+    qmtp_pkg_recipient(c, "b@x", 3);
+    qmtp_pkg_body(c, big, sizeof big);
+    qmtp_pkg_end(c);
+    rc = qmtp_run_start(c);
+    for (i = 0; i < 4 && rc == QMTP_RUNNING; i++) {
+        rc = qmtp_step(c, QMTP_WANT_WRITE); /* the peer reads nothing: the big one sticks */
+    }
+    CHECK(rc == QMTP_RUNNING && qmtp_busy(c) && write(sv[1], "3:Kok,", 6) == 6, "a run under way, one answer sent");
+    rc = qmtp_step(c, QMTP_WANT_READ);
+    CHECK(rc == QMTP_RUNNING, "the answer is taken, the run goes on (rc %d)", rc);
+    rc = qmtp_cancel(c, "cancelled: the object was destroyed");
+    CHECK(!qmtp_busy(c) && c->fd < 0, "cancelled: over, and the connection is closed");
+    CHECK(result_is(c, 0, 'K', "ok", 1, 0) && qmtp_pkg_status(c, 0) == QMTP_OK, "the answer read is kept");
+    CHECK(rc == QMTP_E_INTR && qmtp_pkg_status(c, 1) == QMTP_E_INTR &&
+          result_is(c, 1, 'Z', "no response received: cancelled: the object was destroyed", 0, 0),
+          "the package cut short is marked and deferred with the reason (rc %d, status %d)", rc, qmtp_pkg_status(c, 1));
+    close(sv[1]);
     qmtp_free(c);
 }
 
@@ -489,6 +582,10 @@ int main(void)
     test_decode();
     test_encode();
     test_engine();
+    stepped = 1; /* the same, as an event loop drives it */
+    test_engine();
+    test_cancel();
+    stepped = 0;
     test_busy_wait();
     test_crlf_to_lf();
     printf("%d passed, %d failed\n", passed, failed);

@@ -213,6 +213,101 @@ static void test_connect(void)
     qmtp_free(c);
 }
 
+/* Drives a connect as an event loop would: wants, poll, step. */
+static int connect_by_steps(qmtp_client *c, const char *host, const char *port, int *steps)
+{
+    int rc = qmtp_connect_start(c, host, port);
+
+    *steps = 0;
+    while (rc == QMTP_RUNNING) {
+        struct pollfd p;
+        int fd;
+        int events;
+        int64_t deadline;
+        int64_t left;
+        int ready = 0;
+
+        if (qmtp_wants(c, &fd, &events, &deadline) != QMTP_OK) {
+            return -100;
+        }
+        left = deadline - qmtp_clock_ms();
+        p.fd = fd;
+        p.events = (short)(events & QMTP_WANT_WRITE ? POLLOUT : 0);
+        p.revents = 0;
+        if (poll(&p, fd >= 0 ? 1 : 0, left < 0 ? 0 : (int)left) > 0 && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ready = QMTP_WANT_WRITE;
+        }
+        rc = qmtp_step(c, ready);
+        (*steps)++;
+    }
+    return rc;
+}
+
+/* The non-blocking connect: the same outcomes and texts as qmtp_connect. */
+static void test_connect_steps(void)
+{
+    qmtp_client *c = qmtp_new();
+    unsigned short port = 0;
+    int fill[8];
+    int nfill;
+    int fd = listener("127.0.0.1", &port, 0, fill, &nfill);
+    char ps[8];
+    char want[160];
+    int64_t t0;
+    int steps;
+    int rc;
+
+    snprintf(ps, sizeof ps, "%u", port);
+    qmtp_set_timeouts(c, 2000, 2000, 100);
+    rc = connect_by_steps(c, "127.0.0.1", ps, &steps);
+    snprintf(want, sizeof want, "127.0.0.1 port %u", port);
+    CHECK(rc == QMTP_OK && strcmp(qmtp_peer(c), want) == 0 && !qmtp_busy(c) && qmtp_is_open(c),
+          "steps: an address connects: rc %d, '%s', peer '%s'", rc, qmtp_errstr(c), qmtp_peer(c));
+    rc = connect_by_steps(c, "localhost", ps, &steps);
+    CHECK(rc == QMTP_OK && c->lookups == NULL && c->pending_ai == NULL && c->resolving == NULL,
+          "steps: a name is looked up without blocking, and connects: rc %d, '%s' (%d steps)", rc,
+          qmtp_errstr(c), steps);
+    close_all(fd, fill, 0);
+    qmtp_close(c);
+
+    rc = connect_by_steps(c, "127.0.0.1", ps, &steps);
+    snprintf(want, sizeof want, "cannot connect to 127.0.0.1 (127.0.0.1 port %u): Connection refused", port);
+    CHECK(rc == QMTP_E_CONNECT && errstr_is(c, want) && !qmtp_busy(c) && c->fd < 0,
+          "steps: a refused connection: rc %d, '%s'", rc, qmtp_errstr(c));
+
+    rc = connect_by_steps(c, "/nonexistent/qmtp.sock", "209", &steps);
+    CHECK(rc == QMTP_E_CONNECT && errstr_is(c, "cannot connect to unix socket /nonexistent/qmtp.sock: No such file or directory"),
+          "steps: a unix socket that is not there: rc %d, '%s'", rc, qmtp_errstr(c));
+
+    port = 0;
+    fd = listener("127.0.0.1", &port, 1, fill, &nfill);
+    snprintf(ps, sizeof ps, "%u", port);
+    qmtp_set_timeouts(c, 300, 2000, 100);
+    t0 = qmtp_now_ms();
+    rc = connect_by_steps(c, "127.0.0.1", ps, &steps);
+    snprintf(want, sizeof want, "cannot connect to 127.0.0.1 (127.0.0.1 port %u): timed out after 0.3 s", port);
+    CHECK(fd >= 0 && rc == QMTP_E_CONNECT && errstr_is(c, want) && since(t0) >= 250 && since(t0) < 1500 && steps < 10,
+          "steps: the connect timeout: rc %d, '%s' after %ld ms, %d steps", rc, qmtp_errstr(c), (long)since(t0), steps);
+
+    qmtp_set_timeouts(c, 5000, 2000, 100);
+    qmtp_set_call_limit(c, 300);
+    t0 = qmtp_now_ms();
+    rc = connect_by_steps(c, "127.0.0.1", ps, &steps);
+    snprintf(want, sizeof want,
+             "timed out: the call limit was reached while connecting to 127.0.0.1 (127.0.0.1 port %u)", port);
+    CHECK(rc == QMTP_E_TIMEOUT && errstr_is(c, want) && since(t0) >= 250 && since(t0) < 1500,
+          "steps: the call limit: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c), (long)since(t0));
+    qmtp_set_call_limit(c, 0);
+
+    rc = qmtp_connect_start(c, "127.0.0.1", ps);
+    CHECK(rc == QMTP_RUNNING && qmtp_busy(c) && c->fd >= 0, "a connect under way");
+    rc = qmtp_cancel(c, "cancelled: the object was destroyed");
+    CHECK(rc == QMTP_E_INTR && !qmtp_busy(c) && c->fd < 0 && errstr_is(c, "cancelled: the object was destroyed"),
+          "cancelled mid-connect: no socket left, the reason is the error (rc %d, '%s')", rc, qmtp_errstr(c));
+    close_all(fd, fill, nfill);
+    qmtp_free(c);
+}
+
 /* A child forked while the parent's resolver thread idles inherits
  * glibc's getaddrinfo_a state without that thread, and getaddrinfo_a can
  * then block for ever: the child must resolve with getaddrinfo instead.
@@ -605,6 +700,7 @@ int main(void)
     test_namespaces();
     test_ports();
     test_connect();
+    test_connect_steps();
     test_fork();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
