@@ -20,6 +20,9 @@ struct glue {
 #endif
     int sending;
     SV *held; /* during a send: a mortal buffer of struct held, else NULL */
+    /* A non-blocking send under way: its struct held buffer, checked
+     * before each step, since the caller's code runs between steps. */
+    SV *async_held;
 };
 
 struct held {
@@ -41,8 +44,11 @@ static int client_free(pTHX_ SV *sv, MAGIC *mg)
 
     PERL_UNUSED_ARG(sv);
     if (c != NULL) {
-        Safefree(glue_of(c));
-        qmtp_free(c);
+        struct glue *g = glue_of(c);
+
+        qmtp_free(c); /* cancels a run under way: its held messages are alive */
+        SvREFCNT_dec(g->async_held);
+        Safefree(g);
     }
     mg->mg_ptr = NULL;
     return 0;
@@ -109,6 +115,26 @@ static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func, int reading)
         croak("%s: not a Net::QMTP object", func);
     }
     if (!reading && glue_of(c)->sending) {
+        croak("Net::QMTP: this object is in the middle of a send; "
+              "a signal handler cannot use it until the send returns");
+    }
+    if (!reading && qmtp_busy(c)) {
+        croak("Net::QMTP: this object has a non-blocking send under way; "
+              "let it end, or call async_cancel, before using it otherwise");
+    }
+    return c;
+}
+
+/* The client of an object for the non-blocking calls, which are the ones
+ * allowed while a non-blocking send is under way. */
+static qmtp_client *async_client(pTHX_ SV *sv, const char *func)
+{
+    qmtp_client *c = find_client(aTHX_ sv);
+
+    if (c == NULL) {
+        croak("%s: not a Net::QMTP object", func);
+    }
+    if (glue_of(c)->sending) {
         croak("Net::QMTP: this object is in the middle of a send; "
               "a signal handler cannot use it until the send returns");
     }
@@ -918,6 +944,7 @@ _constants()
             { "E_NOTSENT", QMTP_E_NOTSENT }, { "E_ANSWERS", QMTP_E_ANSWERS },
             { "ANSWERS_AUTO", QMTP_ANSWERS_AUTO }, { "ANSWERS_RECIPIENT", QMTP_ANSWERS_RECIPIENT },
             { "ANSWERS_PACKAGE", QMTP_ANSWERS_PACKAGE },
+            { "RUNNING", QMTP_RUNNING },
             { "FORM_MANY", FORM_MANY }, { "FORM_STREAM", FORM_STREAM }, { "FORM_LEAN", FORM_LEAN },
         };
         size_t i;
@@ -995,6 +1022,9 @@ _destroy(self)
   CODE:
     /* Never croaks: DESTROY may meet a half-built object. */
     c = find_client(aTHX_ self);
+    if (c != NULL && qmtp_busy(c)) {
+        qmtp_cancel(c, "cancelled: the Net::QMTP object was destroyed");
+    }
     if (c != NULL) {
         qmtp_close(c);
     }
@@ -1228,3 +1258,157 @@ _not_ready(c, session_limit)
     }
   OUTPUT:
     RETVAL
+
+int
+_nb_connect(self, host, port)
+    SV *self
+    SV *host
+    SV *port
+  PREINIT:
+    qmtp_client *c;
+    const char *h;
+    const char *p;
+  CODE:
+    /* Starts connecting: 1 under way (step it), 0 connected, or a status. */
+    c = async_client(aTHX_ self, "Net::QMTP::_nb_connect");
+    h = c_string(aTHX_ host, "host name");
+    p = c_string(aTHX_ port, "port");
+    RETVAL = qmtp_connect_start(c, h, p);
+  OUTPUT:
+    RETVAL
+
+void
+_nb_start(self, inputs)
+    SV *self
+    AV *inputs
+  PREINIT:
+    qmtp_client *c;
+    struct glue *g;
+    AV *built;
+    int rc;
+  PPCODE:
+    /* Lays out the jobs (inputs from _prepare_job) and starts their run.
+     * Returns the status (1: under way) and the jobs' layout for
+     * _nb_outcomes. The caller keeps inputs, and their messages read-only
+     * (Net::QMTP::_ReadOnly), until the run is over: the core writes from
+     * their buffers; _nb_step checks that none has moved. */
+    c = async_client(aTHX_ self, "Net::QMTP::_nb_start");
+    g = glue_of(c);
+    if (qmtp_busy(c)) {
+        croak("Net::QMTP: a non-blocking send is under way already");
+    }
+    if (g->async_held == NULL) {
+        g->async_held = newSVpvs("");
+    }
+    sv_setpvs(g->async_held, "");
+    ENTER;
+    SAVEVPTR(g->held);
+    g->held = g->async_held;
+    built = build_batch(aTHX_ c, inputs);
+    LEAVE;
+    rc = qmtp_pkg_count(c) > 0 ? qmtp_run_start(c) : QMTP_OK;
+    EXTEND(SP, 2);
+    mPUSHi(rc);
+    mPUSHs(newRV_inc((SV *)built));
+
+void
+_nb_wants(self)
+    SV *self
+  PREINIT:
+    qmtp_client *c;
+    int fd;
+    int events;
+    int64_t deadline;
+    int64_t left;
+  PPCODE:
+    /* fd (undef: none), want read, want write, seconds to the deadline,
+     * and the connection's serial; nothing when nothing is under way. */
+    c = async_client(aTHX_ self, "Net::QMTP::async_wants");
+    if (qmtp_wants(c, &fd, &events, &deadline) != QMTP_OK) {
+        XSRETURN_EMPTY;
+    }
+    left = deadline - qmtp_clock_ms();
+    EXTEND(SP, 5);
+    PUSHs(fd >= 0 ? sv_2mortal(newSViv(fd)) : &PL_sv_undef);
+    PUSHs(boolSV(events & QMTP_WANT_READ));
+    PUSHs(boolSV(events & QMTP_WANT_WRITE));
+    mPUSHn(left > 0 ? (NV)left / 1000.0 : 0.0);
+    mPUSHu((UV)qmtp_connection_serial(c));
+
+int
+_nb_step(self, readable, writable)
+    SV *self
+    bool readable
+    bool writable
+  PREINIT:
+    qmtp_client *c;
+    struct glue *g;
+  CODE:
+    /* Moves the send or connect on: 1 while under way, else its status. */
+    c = async_client(aTHX_ self, "Net::QMTP::async_ready");
+    g = glue_of(c);
+    if (g->async_held != NULL && SvCUR(g->async_held) > 0 && qmtp_busy(c)) {
+        SV *was = g->held;
+        int moved;
+
+        g->held = g->async_held;
+        moved = held_moved(aTHX_ g);
+        g->held = was;
+        if (moved) {
+            /* Not another byte from a buffer that may be freed. */
+            RETVAL = qmtp_cancel(c, "a message was changed while it was being sent; "
+                                    "the connection is closed before the rest goes out");
+            sv_setpvs(g->async_held, "");
+            XSRETURN_IV(RETVAL);
+        }
+    }
+    RETVAL = qmtp_step(c, (readable ? QMTP_WANT_READ : 0) | (writable ? QMTP_WANT_WRITE : 0));
+    if (RETVAL != QMTP_RUNNING && g->async_held != NULL) {
+        sv_setpvs(g->async_held, "");
+    }
+  OUTPUT:
+    RETVAL
+
+int
+_nb_cancel(self, why)
+    SV *self
+    SV *why
+  PREINIT:
+    qmtp_client *c;
+  CODE:
+    /* Ends what is under way (never croaks: DESTROY calls it). */
+    c = find_client(aTHX_ self);
+    RETVAL = c != NULL && qmtp_busy(c) ? qmtp_cancel(c, SvPV_nolen(why)) : QMTP_E_STATE;
+    if (c != NULL && glue_of(c)->async_held != NULL) {
+        sv_setpvs(glue_of(c)->async_held, "");
+    }
+  OUTPUT:
+    RETVAL
+
+int
+_nb_busy(self)
+    SV *self
+  PREINIT:
+    qmtp_client *c;
+  CODE:
+    c = find_client(aTHX_ self);
+    RETVAL = c != NULL && qmtp_busy(c);
+  OUTPUT:
+    RETVAL
+
+void
+_nb_outcomes(self, inputs, built, form)
+    SV *self
+    AV *inputs
+    AV *built
+    int form
+  PREINIT:
+    qmtp_client *c;
+    AV *failed;
+  PPCODE:
+    /* After the run: the results and failures as _send_many returns them. */
+    c = async_client(aTHX_ self, "Net::QMTP::_nb_outcomes");
+    failed = (AV *)sv_2mortal((SV *)newAV());
+    EXTEND(SP, 2);
+    mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, inputs, built, failed, form)));
+    mPUSHs(newRV_inc((SV *)failed));

@@ -286,6 +286,11 @@ int qmtp_cancel(qmtp_client *c, const char *why);
 /* 1 while a run or connect started with the calls above is under way. */
 int qmtp_busy(const qmtp_client *c);
 
+/* A number that changes whenever the client opens a socket: a descriptor
+ * number seen before may be a new connection (an event loop must watch it
+ * afresh) when this has changed. */
+unsigned long qmtp_connection_serial(const qmtp_client *c);
+
 /* The monotonic clock of the deadlines, in milliseconds. */
 int64_t qmtp_clock_ms(void);
 

@@ -101,6 +101,7 @@ struct qmtp_client {
     int run_active;         /* a run is started and not yet over */
     struct qmtp_connecting *connecting; /* a connect's state (qmtp_net.c) */
     int connect_active;     /* a connect is started and not yet over */
+    unsigned long serial;   /* counts the sockets opened (qmtp_connection_serial) */
 };
 
 struct addrinfo;

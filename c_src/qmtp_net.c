@@ -189,6 +189,7 @@ static int connect_begin(qmtp_client *c, const struct addrinfo *ai)
     if (fd < 0) {
         return errno;
     }
+    c->serial++;
     if (c->local != NULL && ai->ai_family != AF_UNIX) {
         int e = bind_local(c, fd, ai->ai_family);
         if (e != 0) {
@@ -551,6 +552,11 @@ int qmtp_close(qmtp_client *c)
     c->peer[0] = '\0';
     c->shown = QMTP_MODE_UNKNOWN; /* what a connection showed dies with it */
     return 1;
+}
+
+unsigned long qmtp_connection_serial(const qmtp_client *c)
+{
+    return c->serial;
 }
 
 int qmtp_is_open(qmtp_client *c)

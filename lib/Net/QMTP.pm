@@ -361,25 +361,50 @@ sub reconnect {
 
 sub _reconnect {
     my $self = shift;
+    $self->_connect_begins;
+    my @servers = $self->_servers;
+    my @why;
+    for my $server (@servers) {
+        my ($host, $port) = $self->_server_address($server);
+        last if _connect($self, $host, $port);
+        push @why, (_error($self))[1];
+    }
+    return $self->_fail(join '; ', @why) if @why == @servers;
+    return $self->_connected;
+}
+
+# What connecting (blocking, or without blocking in Net::QMTP::Async)
+# does first, and once a server has accepted.
+sub _connect_begins {
+    my $self = shift;
     _close($self);
     $self->{QMTP_ERROR} = undef;
     $self->{QMTP_WANTED} = 0;
     $self->{QMTP_CLOSED_WHY} = undef;
     $self->{SOCKET} = undef;
-    my @servers = ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
-    my @why;
-    for my $server (@servers) {
-        my ($host, $port) = _split_server($server);
-        # Taint is checked on what was given: the parts come from a
-        # pattern match, which untaints.
-        _insecure('connect', $server, (defined $port || $host =~ m{\A/} ? () : $self->{PORT}),
-            $self->{QMTP_LOCALADDR});
-        $port = $self->{PORT} unless defined $port;
-        $self->_debug($host =~ m{\A/} ? "connecting to unix socket $host" : "connecting to $host port $port");
-        last if _connect($self, $host, "$port");
-        push @why, (_error($self))[1];
-    }
-    return $self->_fail(join '; ', @why) if @why == @servers;
+    return;
+}
+
+sub _servers {
+    my $self = shift;
+    return ref $self->{SERVER} eq 'ARRAY' ? @{ $self->{SERVER} } : ($self->{SERVER});
+}
+
+# A server of the list as the host and port to connect to.
+sub _server_address {
+    my ($self, $server) = @_;
+    my ($host, $port) = _split_server($server);
+    # Taint is checked on what was given: the parts come from a pattern
+    # match, which untaints.
+    _insecure('connect', $server, (defined $port || $host =~ m{\A/} ? () : $self->{PORT}),
+        $self->{QMTP_LOCALADDR});
+    $port = $self->{PORT} unless defined $port;
+    $self->_debug($host =~ m{\A/} ? "connecting to unix socket $host" : "connecting to $host port $port");
+    return ($host, "$port");
+}
+
+sub _connected {
+    my $self = shift;
     $self->{QMTP_WANTED} = 1;
     $self->{QMTP_USED} = 0;
     $self->{CONNECTTIME} = time;
@@ -541,7 +566,8 @@ sub send_many {
 }
 
 # The rounds of send_many (and of each window of send_stream) over jobs
-# already prepared: results in order, or undef when no connection.
+# already prepared: results in order, or undef when no connection. The
+# non-blocking send (Net::QMTP::Async) takes the same rounds.
 sub _send_inputs {
     my ($self, $inputs, $form) = @_;
     # A message kept where the caller has it (not copied) is read-only until
@@ -549,80 +575,112 @@ sub _send_inputs {
     # signal handler that assigns to it dies, as during send().
     my $hold = Net::QMTP::_ReadOnly->new(map { \$_->[3] } @$inputs);
     $self->_ready_connection or return undef;
+    my $rounds = $self->_rounds($inputs, $form);
+    while ($rounds->{todo}) {
+        my $mode_before = $self->_round_begins($rounds);
+        my ($status, $out, $failed) = _send_many($self, [ @$inputs[ @{ $rounds->{todo} } ] ], $form);
+        $self->_round_ends($rounds, $mode_before, $out, $failed) or last;
+        $self->_ready_connection or $self->_rounds_unsent($rounds, $self->error);
+    }
+    return $self->_rounds_results($rounds);
+}
 
+# The state of the rounds over prepared inputs: the jobs due in the next
+# round (todo; undef when none is), and the results so far.
+sub _rounds {
+    my ($self, $inputs, $form) = @_;
     # responses() speaks of the last send(): keep it before the client's
     # results are replaced.
     $self->responses unless $self->{QMTP_RESPONSES};
+    return { inputs => $inputs, form => $form, results => [], todo => [ 0 .. $#$inputs ], round => 1 };
+}
 
-    my @results;
-    my $lost; # what happened to answers after their packages were written
-    my @todo = (0 .. $#$inputs);
-    for (my $round = 1; @todo; $round++) {
-        if ($self->{DEBUG}) {
-            # What goes out: the prepared bytes, not the caller's values again.
-            for my $in (@$inputs[@todo]) {
-                my ($enc, $sender, $rcpts, $message, $file) = @$in;
-                $self->_debug_package(chr $enc, $sender, $rcpts, $message, $file);
-            }
-        }
-        my $mode_before = $self->{DEBUG} ? _server_mode($self) : 0;
-        my ($status, $out, $failed) = _send_many($self, [ @$inputs[@todo] ], $form);
-        my ($code, $why) = _error($self);
-        if ($self->{DEBUG}) {
-            $self->_debug_answers;
-            $self->_debug_answering($mode_before,
-                map { $_->{responses} } grep { $_->{result} } @$out);
-        }
-        @results[@todo] = @$out;
-        # Answers lost after their packages were written, whatever else
-        # stopped the round: error() says so, the results say whose.
-        $lost = $why if $code != 0 && !defined $lost
-            && grep { $_->{result} && grep { !$_->{received} } @{ $_->{responses} } } @$out; # lean ones: all received
-        last unless @$failed;
-        # What stopped this round, if anything: the jobs after it were not
-        # begun, and their error says so.
-        my ($stopper) = grep { $_->[1] != $NOT_BEGUN } @$failed;
-        my $stopped_by = $stopper && 'message ' . ($todo[ $stopper->[0] ] + 1)
-            . " failed ($out->[ $stopper->[0] ]{error})";
-        # A server too slow for one message would be as slow for the next:
-        # after a timeout (Timeout, or the call's TotalTimeout) nothing is
-        # sent again.
-        my $timed_out = $code == $TIMED_OUT || grep { $_->[1] == $TIMED_OUT } @$failed;
-        my $timed_out_how = $stopper && $stopper->[1] == $TIMED_OUT
-            ? 'while sending message ' . ($todo[ $stopper->[0] ] + 1) . " ($out->[ $stopper->[0] ]{error})"
-            : $stopper ? "after $stopped_by" : "($why)";
-        my @again;
-        for (@$failed) {
-            my ($k, $st) = @$_;
-            my $res = $out->[$k];
-            if ($st == $NOT_BEGUN && $timed_out) {
-                $res->{error} = "not sent: the connection timed out $timed_out_how";
-            } elsif ($st == $NOT_BEGUN && defined $stopper) {
-                $res->{error} = "not sent: the connection was closed after $stopped_by";
-            } elsif ($RESEND{$st} && $res->{error} !~ /^not sent/) {
-                $res->{error} = "not sent: $res->{error}";
-            }
-            push @again, $todo[$k] if $RESEND{$st} && !$timed_out;
-        }
-        # Jobs not written in full are safe to send again on a new
-        # connection, as long as each round gets some sent; and once when
-        # the first round could begin none (the server had closed the
-        # connection while it was idle).
-        last if !@again;
-        last if @again == @todo && ($round > 1 || defined $stopper);
-        $self->_debug('sending ' . @again . ' jobs again on a new connection: '
-            . (defined $self->{QMTP_CLOSED_WHY} && $self->{QMTP_CLOSED_WHY} =~ /half-closed/
-                ? 'they were held back while the connection was half-closed to see how the server answers'
-                : defined $stopper ? "the connection was closed after $stopped_by"
-                : "they were not sent ($why)")) if $self->{DEBUG};
-        if (!$self->_ready_connection) {
-            $results[$_]{error} = 'not sent: ' . $self->error for @again;
-            last;
-        }
-        @todo = @again;
+# Before a round: the debug lines of what goes out, and the server's mode.
+sub _round_begins {
+    my ($self, $rounds) = @_;
+    return 0 unless $self->{DEBUG};
+    # What goes out: the prepared bytes, not the caller's values again.
+    for my $in (@{ $rounds->{inputs} }[ @{ $rounds->{todo} } ]) {
+        my ($enc, $sender, $rcpts, $message, $file) = @$in;
+        $self->_debug_package(chr $enc, $sender, $rcpts, $message, $file);
     }
-    $self->{QMTP_ERROR} = $lost if defined $lost && !defined $self->{QMTP_ERROR};
-    return \@results;
+    return _server_mode($self);
+}
+
+# After a round, with its results and the jobs not answered in full: true
+# when some must go again on a new connection (they are the todo then).
+sub _round_ends {
+    my ($self, $rounds, $mode_before, $out, $failed) = @_;
+    my @todo = @{ $rounds->{todo} };
+    $rounds->{todo} = undef;
+    my ($code, $why) = _error($self);
+    if ($self->{DEBUG}) {
+        $self->_debug_answers;
+        $self->_debug_answering($mode_before,
+            map { $_->{responses} } grep { $_->{result} } @$out);
+    }
+    @{ $rounds->{results} }[@todo] = @$out;
+    # Answers lost after their packages were written, whatever else
+    # stopped the round: error() says so, the results say whose.
+    $rounds->{lost} = $why if $code != 0 && !defined $rounds->{lost}
+        && grep { $_->{result} && grep { !$_->{received} } @{ $_->{responses} } } @$out; # lean ones: all received
+    return 0 unless @$failed;
+    # What stopped this round, if anything: the jobs after it were not
+    # begun, and their error says so.
+    my ($stopper) = grep { $_->[1] != $NOT_BEGUN } @$failed;
+    my $stopped_by = $stopper && 'message ' . ($todo[ $stopper->[0] ] + 1)
+        . " failed ($out->[ $stopper->[0] ]{error})";
+    # A server too slow for one message would be as slow for the next:
+    # after a timeout (Timeout, or the call's TotalTimeout) nothing is
+    # sent again; nor after the caller cancelled.
+    my $timed_out = $code == $TIMED_OUT || grep { $_->[1] == $TIMED_OUT } @$failed;
+    my $timed_out_how = $stopper && $stopper->[1] == $TIMED_OUT
+        ? 'while sending message ' . ($todo[ $stopper->[0] ] + 1) . " ($out->[ $stopper->[0] ]{error})"
+        : $stopper ? "after $stopped_by" : "($why)";
+    my $cancelled = $code == $CORE{E_INTR} && $rounds->{cancelled};
+    my @again;
+    for (@$failed) {
+        my ($k, $st) = @$_;
+        my $res = $out->[$k];
+        if ($st == $NOT_BEGUN && $cancelled) {
+            $res->{error} = "not sent: $why";
+        } elsif ($st == $NOT_BEGUN && $timed_out) {
+            $res->{error} = "not sent: the connection timed out $timed_out_how";
+        } elsif ($st == $NOT_BEGUN && defined $stopper) {
+            $res->{error} = "not sent: the connection was closed after $stopped_by";
+        } elsif ($RESEND{$st} && $res->{error} !~ /^not sent/) {
+            $res->{error} = "not sent: $res->{error}";
+        }
+        push @again, $todo[$k] if $RESEND{$st} && !$timed_out && !$cancelled;
+    }
+    # Jobs not written in full are safe to send again on a new
+    # connection, as long as each round gets some sent; and once when
+    # the first round could begin none (the server had closed the
+    # connection while it was idle).
+    return 0 if !@again;
+    return 0 if @again == @todo && ($rounds->{round} > 1 || defined $stopper);
+    $self->_debug('sending ' . @again . ' jobs again on a new connection: '
+        . (defined $self->{QMTP_CLOSED_WHY} && $self->{QMTP_CLOSED_WHY} =~ /half-closed/
+            ? 'they were held back while the connection was half-closed to see how the server answers'
+            : defined $stopper ? "the connection was closed after $stopped_by"
+            : "they were not sent ($why)")) if $self->{DEBUG};
+    $rounds->{todo} = \@again;
+    $rounds->{round}++;
+    return 1;
+}
+
+# The jobs due in the next round cannot go: no connection (why says).
+sub _rounds_unsent {
+    my ($self, $rounds, $why) = @_;
+    $rounds->{results}[$_]{error} = "not sent: $why" for @{ $rounds->{todo} || [] };
+    $rounds->{todo} = undef;
+    return;
+}
+
+sub _rounds_results {
+    my ($self, $rounds) = @_;
+    $self->{QMTP_ERROR} = $rounds->{lost} if defined $rounds->{lost} && !defined $self->{QMTP_ERROR};
+    return $rounds->{results};
 }
 
 my %STREAM_OPTION = map { $_ => 1 } qw(jobs on_result window window_bytes lean);
@@ -638,10 +696,28 @@ sub _job_bytes {
 sub send_stream {
     my $self = shift;
     ref $self or _not_object('send_stream');
-    croak 'send_stream: options must be NAME => VALUE pairs' if @_ % 2;
+    my $stream = _stream_new('send_stream', @_);
+    $self->{QMTP_ERROR} = undef;
+    while (my $w = _stream_window($self, $stream)) {
+        if (@{ $w->{inputs} }) {
+            _call_limit($self, $self->{QMTP_TOTAL} || 0);
+            $self->{QMTP_ERROR} = undef;
+            $self->_window_results($stream, $w, $self->_send_inputs($w->{inputs}, $stream->{form}));
+        }
+        _window_rethrow($w);
+    }
+    $self->{QMTP_ERROR} = $stream->{why};
+    return $stream->{taken};
+}
+
+# The options of send_stream (and of send_async, func), checked: the
+# stream's state.
+sub _stream_new {
+    my $func = shift;
+    croak "$func: options must be NAME => VALUE pairs" if @_ % 2;
     my %opt = @_;
     for my $name (sort keys %opt) {
-        croak "send_stream: unknown option '$name'" unless $STREAM_OPTION{$name};
+        croak "$func: unknown option '$name'" unless $STREAM_OPTION{$name} || $func eq 'send_async' && $name eq 'on_done';
     }
     my $next = $opt{jobs};
     if (ref $next eq 'ARRAY') {
@@ -649,77 +725,131 @@ sub send_stream {
         $next = sub { $i < @$list ? $list->[ $i++ ] : undef };
     }
     ref $next eq 'CODE'
-        or croak 'send_stream: jobs must be a code reference returning the next job (undef at the end) or an array reference';
+        or croak "$func: jobs must be a code reference returning the next job (undef at the end) or an array reference";
     my $done = $opt{on_result};
-    ref $done eq 'CODE' or croak 'send_stream: on_result must be a code reference';
+    ref $done eq 'CODE' or croak "$func: on_result must be a code reference";
+    croak "$func: on_done must be a code reference" if defined $opt{on_done} && ref $opt{on_done} ne 'CODE';
     my $window = defined $opt{window} ? $opt{window} : 256;
     $window =~ /\A[1-9][0-9]{0,6}\z/
-        or croak "send_stream: window must be a number of jobs from 1 to 9999999, not '" . _printable("$window") . "'";
+        or croak "$func: window must be a number of jobs from 1 to 9999999, not '" . _printable("$window") . "'";
     my $window_bytes = defined $opt{window_bytes} ? $opt{window_bytes} : 4 * 1024 * 1024;
     $window_bytes =~ /\A[1-9][0-9]{0,11}\z/
-        or croak "send_stream: window_bytes must be a whole number of bytes from 1, not '" . _printable("$window_bytes") . "'";
+        or croak "$func: window_bytes must be a whole number of bytes from 1, not '" . _printable("$window_bytes") . "'";
+    my $stopped = 0;
+    return {
+        func => $func, next => $next, on_result => $done, on_done => $opt{on_done},
+        window => $window, window_bytes => $window_bytes,
+        form => $opt{lean} ? $CORE{FORM_LEAN} : $CORE{FORM_STREAM},
+        taken => 0, ended => 0, stopped => \$stopped, why => undef,
+        stop => sub { $stopped = 1; return },
+    };
+}
 
-    my $form = $opt{lean} ? $CORE{FORM_LEAN} : $CORE{FORM_STREAM};
-
-    $self->{QMTP_ERROR} = undef;
-    my ($taken, $ended, $stopped, $why) = (0, 0, 0);
-    my $stop = sub { $stopped = 1; return };
-    while (!$ended && !$stopped) {
-        # The next window: what the iterator gives, checked and prepared
-        # one job at a time, until the window is full by jobs or bytes.
-        my (@jobs, @inputs, $bad, $died);
-        my $bytes = 0;
-        while (@jobs < $window && $bytes < $window_bytes) {
-            # An iterator that dies is treated as a malformed job: the jobs
-            # it gave before are sent and reported, then its die goes on.
-            my $job;
-            if (!eval { $job = $next->(); 1 }) { $died = [$@]; last }
-            if (!defined $job) { $ended = 1; last }
-            # Prepared from a copy of the job (its message shared, copy on
-            # write): the iterator may reuse or change the hash and its
-            # message for the next job before this window is sent.
-            my $in = _prepare_job(ref $job eq 'HASH' ? { %$job } : $job, $self->{ENCODING}, $taken + @jobs + 1);
-            if (!ref $in) {
-                ($bad = $in) =~ s/\Asend_many:/send_stream:/;
-                last;
-            }
-            push @jobs, $job;
-            push @inputs, $in;
-            $bytes += _job_bytes($in);
+# The stream's next window: what the iterator gives, checked and prepared
+# one job at a time, until the window is full by jobs or bytes. undef when
+# the stream is over.
+sub _stream_window {
+    my ($self, $stream) = @_;
+    return undef if $stream->{ended} || ${ $stream->{stopped} };
+    my $w = { jobs => [], inputs => [] };
+    my $bytes = 0;
+    while (@{ $w->{jobs} } < $stream->{window} && $bytes < $stream->{window_bytes}) {
+        # An iterator that dies is treated as a malformed job: the jobs it
+        # gave before are sent and reported, then its die goes on.
+        my $job;
+        if (!eval { $job = $stream->{next}->(); 1 }) { $w->{died} = [$@]; last }
+        if (!defined $job) { $stream->{ended} = 1; last }
+        # Prepared from a copy of the job (its message shared, copy on
+        # write): the iterator may reuse or change the hash and its message
+        # for the next job before this window is sent.
+        my $in = _prepare_job(ref $job eq 'HASH' ? { %$job } : $job, $self->{ENCODING},
+            $stream->{taken} + @{ $w->{jobs} } + 1);
+        if (!ref $in) {
+            ($w->{bad} = $in) =~ s/\Asend_many:/$stream->{func}:/;
+            last;
         }
-        if (@inputs) {
-            _call_limit($self, $self->{QMTP_TOTAL} || 0);
-            $self->{QMTP_ERROR} = undef;
-            my $results = $self->_send_inputs(\@inputs, $form);
-            $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error, ok => 0 } } @jobs ];
-            my $error = $self->{QMTP_ERROR};
-            my ($code, $core_why) = _error($self);
-            # A connection that could not be used, or a server that timed
-            # out: the rest of the stream stays with the caller, untaken (a
-            # server too slow for one message would be as slow for the next,
-            # as send_many holds).
-            # So does one that failed before the server answered any job of
-            # the window: it is not serving.
-            my ($unsent) = grep { !$_->{result} && defined $_->{error} && $_->{error} =~ /\Anot sent: / } @$results;
-            my $answered = grep { $_->{ok} || $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
-            if ($unsent || $code == $TIMED_OUT || ($code && !$answered)) {
-                $why = $unsent ? $unsent->{error} : defined $error ? $error : $core_why unless defined $why;
-                $stopped = 1;
-            }
-            $why = $error if defined $error && !defined $why;
-            # Every job taken is reported, even after the caller asked to
-            # stop: they were sent.
-            for my $k (0 .. $#$results) {
-                my $r = $results->[$k];
-                $r->{job} = $jobs[$k];
-                $done->($r, $taken++, $stop);
-            }
-        }
-        die $died->[0] if $died;
-        croak $bad if defined $bad;
+        push @{ $w->{jobs} }, $job;
+        push @{ $w->{inputs} }, $in;
+        $bytes += _job_bytes($in);
     }
-    $self->{QMTP_ERROR} = $why;
-    return $taken;
+    return $w;
+}
+
+# A window's results (undef: no connection) go to the callback, in order.
+sub _window_results {
+    my ($self, $stream, $w, $results) = @_;
+    my @jobs = @{ $w->{jobs} };
+    $results ||= [ map { { result => undef, responses => [], error => 'not sent: ' . $self->error, ok => 0 } } @jobs ];
+    my $error = $self->{QMTP_ERROR};
+    my ($code, $core_why) = _error($self);
+    # A connection that could not be used, or a server that timed out: the
+    # rest of the stream stays with the caller, untaken (a server too slow
+    # for one message would be as slow for the next, as send_many holds).
+    # So does one that failed before the server answered any job of the
+    # window: it is not serving.
+    my ($unsent) = grep { !$_->{result} && defined $_->{error} && $_->{error} =~ /\Anot sent: / } @$results;
+    my $answered = grep { $_->{ok} || $_->{result} && grep { $_->{received} } @{ $_->{responses} } } @$results;
+    if ($unsent || $code == $TIMED_OUT || ($code && !$answered)) {
+        $stream->{why} = $unsent ? $unsent->{error} : defined $error ? $error : $core_why
+            unless defined $stream->{why};
+        ${ $stream->{stopped} } = 1;
+    }
+    $stream->{why} = $error if defined $error && !defined $stream->{why};
+    # Every job taken is reported, even after the caller asked to stop:
+    # they were sent.
+    for my $k (0 .. $#$results) {
+        my $r = $results->[$k];
+        $r->{job} = $jobs[$k];
+        $stream->{on_result}->($r, $stream->{taken}++, $stream->{stop});
+    }
+    return;
+}
+
+# What the iterator did wrong in the window, once the jobs it gave before
+# are reported: its die goes on, a malformed job is the caller's error.
+sub _window_rethrow {
+    my ($w) = @_;
+    die $w->{died}[0] if $w->{died};
+    croak $w->{bad} if defined $w->{bad};
+    return;
+}
+
+# Non-blocking sending: Net::QMTP::Async holds the state of the one send
+# under way (see SENDING WITHOUT BLOCKING).
+sub send_async {
+    my $self = shift;
+    ref $self or _not_object('send_async');
+    croak 'send_async: a non-blocking send is under way on this object already' if $self->{QMTP_ASYNC};
+    _not_ready($self, 0); # the checked way to the client: dies if a blocking send is under way
+    require Net::QMTP::Async;
+    return Net::QMTP::Async->_start($self, @_);
+}
+
+sub async_wants {
+    my $self = shift;
+    ref $self or _not_object('async_wants');
+    return unless $self->{QMTP_ASYNC};
+    return _nb_wants($self);
+}
+
+sub async_ready {
+    my ($self, $readable, $writable) = @_;
+    ref $self or _not_object('async_ready');
+    my $op = $self->{QMTP_ASYNC} or return 0;
+    return $op->_ready($self, $readable, $writable);
+}
+
+sub async_cancel {
+    my ($self, $why) = @_;
+    ref $self or _not_object('async_cancel');
+    my $op = $self->{QMTP_ASYNC} or return 0;
+    return $op->_cancel($self, $why);
+}
+
+sub async_pending {
+    my $self = shift;
+    ref $self or _not_object('async_pending');
+    return $self->{QMTP_ASYNC} ? 1 : 0;
 }
 
 # Makes the scalars referred to read-only until this object goes, leaving
@@ -739,6 +869,14 @@ package Net::QMTP;
 
 sub DESTROY {
     my $self = shift;
+    # A non-blocking send under way ends: its jobs are reported (not
+    # during global destruction, when the callbacks may be gone).
+    if (ref $self && Scalar::Util::reftype($self) eq 'HASH' && $self->{QMTP_ASYNC}) {
+        my $quiet = ${^GLOBAL_PHASE} eq 'DESTRUCT';
+        eval { $self->{QMTP_ASYNC}->_cancel($self, 'cancelled: the Net::QMTP object was destroyed', $quiet); 1 }
+            or warn $@;
+        delete $self->{QMTP_ASYNC};
+    }
     _destroy($self);
     # Called explicitly (as 0.06 allowed), it leaves the object not
     # connected, as 0.06's did: a later send() returns undef, it does not

@@ -1,0 +1,136 @@
+package Net::QMTP::Mojo;
+
+# Net::QMTP's non-blocking send (send_async) watched by Mojo::IOLoop's
+# reactor. The reactor watches Perl handles, so it gets a duplicate of the
+# engine's descriptor (closing a handle on the engine's own would close
+# the connection under it), dropped as soon as the engine moves on.
+
+use strict;
+use warnings;
+
+use Carp ();
+use Scalar::Util ();
+
+BEGIN {
+    eval { require Mojo::IOLoop; 1 }
+        or Carp::croak('Net::QMTP::Mojo needs Mojolicious: install it from CPAN, '
+            . "or on Debian: apt-get install libmojolicious-perl\n($@)");
+}
+
+our $VERSION = '1.00';
+
+sub send {
+    my ($class, $q, @args) = @_;
+    Carp::croak('Net::QMTP::Mojo->send: needs a Net::QMTP object')
+        unless Scalar::Util::blessed($q) && $q->isa('Net::QMTP');
+    my $loop = Mojo::IOLoop->singleton;
+    if (@args % 2 == 0) {
+        my %opt = @args;
+        if (exists $opt{loop}) {
+            $loop = delete $opt{loop};
+            Carp::croak('Net::QMTP::Mojo->send: loop must be a Mojo::IOLoop')
+                unless Scalar::Util::blessed($loop) && $loop->isa('Mojo::IOLoop');
+            @args = %opt;
+        }
+    }
+    my $op = $q->send_async(@args);
+    _arm($op, $q, $loop->reactor);
+    return $op;
+}
+
+sub _arm {
+    my ($op, $q, $reactor) = @_;
+    my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
+    my $watch = $op->watch;
+    Scalar::Util::weaken(my $wop = $op);
+    Scalar::Util::weaken(my $wq = $q);
+    my $ready = sub {
+        my ($r, $w) = @_;
+        return unless $wop && $wq;
+        $wq->async_ready($r, $w);
+        _arm($wop, $wq, $reactor);
+    };
+    my $guard = $watch->{guard} ||= Net::QMTP::Mojo::_Guard->new($reactor);
+    if (!defined $fd || !defined $guard->{fd} || $guard->{fd} != $fd || $guard->{serial} != $serial) {
+        $guard->drop_handle;
+        if (defined $fd) {
+            open my $fh, '<&', $fd or Carp::croak("Net::QMTP::Mojo: cannot duplicate descriptor $fd: $!");
+            @$guard{qw(fh fd serial)} = ($fh, $fd, $serial);
+            $reactor->io($fh => sub { $ready->($_[1] ? (0, 1) : (1, 0)) });
+        }
+    }
+    $reactor->watch($guard->{fh}, $read ? 1 : 0, $write ? 1 : 0) if $guard->{fh};
+    $reactor->remove($guard->{timer}) if defined $guard->{timer};
+    $guard->{timer} = $reactor->timer($after => sub { $ready->(0, 0) });
+    return;
+}
+
+# Removes the send's handle and timer from the reactor when the send
+# ends (Net::QMTP::Async drops its watch then).
+package Net::QMTP::Mojo::_Guard;
+
+sub new { my ($class, $reactor) = @_; return bless { reactor => $reactor }, $class }
+
+sub drop_handle {
+    my $self = shift;
+    my $fh = delete $self->{fh} or return;
+    $self->{reactor}->remove($fh);
+    close $fh;
+    delete @$self{qw(fd serial)};
+    return;
+}
+
+sub DESTROY {
+    my $self = shift;
+    return unless $self->{reactor};
+    $self->drop_handle;
+    $self->{reactor}->remove(delete $self->{timer}) if defined $self->{timer};
+}
+
+package Net::QMTP::Mojo;
+
+1;
+
+__END__
+
+=head1 NAME
+
+Net::QMTP::Mojo - send with Net::QMTP from a Mojolicious program
+
+=head1 SYNOPSIS
+
+  use Mojo::IOLoop;
+  use Net::QMTP;
+  use Net::QMTP::Mojo;
+
+  my $qmtp = Net::QMTP->new('192.0.2.25', DeferConnect => 1, Timeout => 30);
+  Net::QMTP::Mojo->send($qmtp,
+      jobs      => \@jobs,
+      on_result => sub { my ($result, $index) = @_; ... },
+      on_done   => sub { my ($count, $error) = @_; Mojo::IOLoop->stop },
+  );
+  Mojo::IOLoop->start unless Mojo::IOLoop->is_running;
+
+=head1 DESCRIPTION
+
+Starts L<Net::QMTP/send_async> and lets Mojo::IOLoop's reactor drive it,
+on the singleton loop or on the one given as C<< loop => $loop >>. It
+takes send_async's other arguments and returns what that returns (an
+object with C<cancel> and C<pending>).
+
+The reactor watches a duplicate of the connection's descriptor, made
+when the send starts on a connection and closed as soon as the send moves
+to another or ends, with its timer; nothing is left in the reactor after
+a send, however it ends (cancelled, failed, or the Net::QMTP object
+destroyed). The callbacks hold no reference to the object: keep it
+yourself while the send runs.
+
+This module needs Mojolicious (Debian: libmojolicious-perl) only when it
+is loaded; Net::QMTP does not.
+
+=head1 SEE ALSO
+
+L<Net::QMTP> (SENDING WITHOUT BLOCKING), L<Net::QMTP::AnyEvent>,
+L<Mojo::IOLoop>.
+
+=cut
