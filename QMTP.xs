@@ -119,8 +119,8 @@ static qmtp_client *sv_to_client(pTHX_ SV *sv, const char *func, int reading)
               "a signal handler cannot use it until the send returns");
     }
     if (!reading && qmtp_busy(c)) {
-        croak("Net::QMTP: this object has a non-blocking send under way; "
-              "let it end, or call async_cancel, before using it otherwise");
+        croak("Net::QMTP: a non-blocking send is under way on this object; "
+              "let it end, or call async_cancel, first");
     }
     return c;
 }

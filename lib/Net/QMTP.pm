@@ -354,6 +354,7 @@ sub _split_server {
 sub reconnect {
     my $self = shift;
     ref $self or _not_object('reconnect');
+    _not_during_async($self, 'reconnect');
     _close($self); # first: it dies in a handler during a send (see SIGNALS)
     _call_limit($self, $self->{QMTP_TOTAL} || 0);
     return $self->_reconnect;
@@ -416,6 +417,7 @@ sub _connected {
 sub disconnect {
     my $self = shift;
     ref $self or _not_object('disconnect');
+    _not_during_async($self, 'disconnect');
     my $was_open = _close($self);
     my $was_wanted = $self->{QMTP_WANTED};
     $self->{QMTP_WANTED} = 0;
@@ -459,6 +461,7 @@ sub _auto_reconnect {
 
 sub send {
     my $self = shift;
+    _not_during_async($self, 'send') if ref $self && $self->{QMTP_ASYNC};
     # The usual case (message in memory, no Debug, connection ready) is
     # checked and sent by one XS call, which does nothing and returns
     # nothing when any of that is not so; then the long way below. Either
@@ -553,6 +556,7 @@ sub _not_sent {
 sub send_many {
     my $self = shift;
     ref $self or _not_object('send_many');
+    _not_during_async($self, 'send_many');
     my @jobs = @_ == 1 && ref $_[0] eq 'ARRAY' ? @{ $_[0] } : @_;
     _call_limit($self, $self->{QMTP_TOTAL} || 0);
     $self->{QMTP_ERROR} = undef;
@@ -696,6 +700,7 @@ sub _job_bytes {
 sub send_stream {
     my $self = shift;
     ref $self or _not_object('send_stream');
+    _not_during_async($self, 'send_stream');
     my $stream = _stream_new('send_stream', @_);
     $self->{QMTP_ERROR} = undef;
     while (my $w = _stream_window($self, $stream)) {
@@ -811,6 +816,15 @@ sub _window_rethrow {
     my ($w) = @_;
     die $w->{died}[0] if $w->{died};
     croak $w->{bad} if defined $w->{bad};
+    return;
+}
+
+# The blocking calls wait for nothing else: not while a non-blocking send
+# is under way on the same object (its callbacks included).
+sub _not_during_async {
+    my ($self, $func) = @_;
+    croak "$func: a non-blocking send is under way on this object; let it end, or call async_cancel, first"
+        if $self->{QMTP_ASYNC};
     return;
 }
 
@@ -1786,6 +1800,102 @@ accepted the message. It needs Email::Sender (Debian:
 libemail-sender-perl); Net::QMTP itself does not.
 L<Email::Sender::Transport::QMTP::Persistent> keeps one connection
 across messages.
+
+=head1 SENDING WITHOUT BLOCKING
+
+A daemon built on an event loop cannot wait for a server: every other
+client it serves would wait too. C<send_async> starts a send that waits
+for nothing; the program's own loop watches the connection and tells the
+object when it is ready. It runs on the same engine as C<send()>,
+C<send_many()> and C<send_stream()>, with the same timeouts, the same
+attribution of answers and the same results. For AnyEvent and
+Mojo::IOLoop, L<Net::QMTP::AnyEvent> and L<Net::QMTP::Mojo> do the
+watching:
+
+ use Net::QMTP::AnyEvent;
+ my $qmtp = Net::QMTP->new('192.0.2.25', DeferConnect => 1);
+ Net::QMTP::AnyEvent->send($qmtp,
+     jobs      => \@jobs,
+     on_result => sub { my ($result, $index) = @_; ... },
+     on_done   => sub { my ($count, $error) = @_; ... },
+ );
+
+=head2 send_async(OPTIONS)
+
+Takes C<send_stream>'s options (C<jobs>, C<on_result>, C<window>,
+C<window_bytes>, C<lean>), and C<on_done>, a code reference called once
+when the send is over, as C<< on_done->($count, $error) >>: the number of
+jobs taken (each was reported to C<on_result>, in order, with
+C<send_stream>'s result entries) and what went wrong, as C<error()> says
+then, or C<undef>. C<jobs> may be an array of jobs (one job is C<[ $job ]>)
+or an iterator, called for each job as the send needs it. If no
+connection is open (C<DeferConnect>, or one closed since), it connects,
+without blocking either; a numeric address needs no name lookup, and a
+name is looked up in glibc's resolver thread (getaddrinfo_a), which the
+send looks at every few milliseconds until it is done. Where that cannot
+be used (other C libraries, and in a process forked from one that used it)
+the lookup blocks: give the address, or resolve it with your loop's own
+resolver, to avoid that.
+
+Returns an object with C<cancel(WHY)> and C<pending()> (see
+L<Net::QMTP::Async>). Bad options, and a first job that is not a job,
+die at once, at your line. A later job that is not one, or an iterator
+that dies later, ends the stream after the jobs before it, and
+C<on_done>'s C<$error> says why; so does anything that ends a stream
+taken with C<send_stream>. Callbacks may run before C<send_async>
+returns, when nothing needed the network (a connection refused at once,
+say). One non-blocking send at a time per object; while it runs, the
+blocking calls (C<send>, C<send_many>, C<send_stream>, C<reconnect>,
+C<disconnect>) die rather than wait, also from the send's own callbacks;
+C<on_done> may start the next C<send_async>.
+
+=head2 async_wants()
+
+What the send under way waits for: C<($fd, $read, $write, $timeout,
+$serial)>. C<$fd> is the descriptor to watch (C<undef> while only time
+can help, during a name lookup), C<$read> and C<$write> say for what,
+C<$timeout> is the number of seconds after which C<async_ready> must be
+called even if the descriptor shows nothing (a deadline of the engine:
+C<Timeout>, C<ConnectTimeout>, C<TotalTimeout>, the half-close of
+C<HalfCloseAfter>), and C<$serial> changes whenever the engine opens a
+new connection: a descriptor number seen before is another connection
+then, and must be watched afresh. Returns an empty list when nothing is
+under way. Ask again after every C<async_ready>: the answer changes as
+the send moves on.
+
+=head2 async_ready($readable, $writable)
+
+Tells the send what the loop saw: the descriptor readable, writable (an
+error or hang-up counts as both), or neither when the timeout passed.
+It never waits. It returns true while the send is still under way, false
+once it is over (C<on_done> has been called). The callbacks run inside
+it.
+
+=head2 async_cancel(WHY), async_pending()
+
+C<async_cancel> ends the send under way at once: answers already read
+stand, the other jobs written are deferrals saying WHY (default
+"cancelled"), those not written in full are not sent, no job more is
+taken from the iterator, every job taken is reported, C<on_done> is called,
+and the connection is closed. Returns true if something was under way.
+Destroying the object does the same (WHY says so); so does its
+C<DESTROY> at the end of the program, without calling the callbacks
+then. C<async_pending> is true while a non-blocking send is under way.
+
+A plain loop around C<select>, for any other event loop to copy:
+
+ $qmtp->send_async(jobs => \@jobs, on_result => \&report);
+ while (my ($fd, $read, $write, $timeout) = $qmtp->async_wants) {
+     my ($rin, $win) = ('', '');
+     vec($rin, $fd, 1) = 1 if defined $fd && $read;
+     vec($win, $fd, 1) = 1 if defined $fd && $write;
+     my $n = select(my $rout = $rin, my $wout = $win, undef, $timeout);
+     $qmtp->async_ready($n > 0 ? (vec($rout, $fd, 1), vec($wout, $fd, 1)) : (0, 0));
+ }
+
+One process reaches many servers at once this way, one object per
+server: the whole takes about as long as the slowest of them, not the sum
+(see L<Net::QMTP::Internals/PERFORMANCE>).
 
 =head1 DIFFERENCES FROM 0.06
 

@@ -97,6 +97,7 @@ for my $line ($readme =~ /apt-get install ([^\n]+)/g) {
 # The pages and files it points to exist.
 my %page = ('Net::QMTP' => 'lib/Net/QMTP.pm', 'Net::QMTP::Internals' => 'lib/Net/QMTP/Internals.pod',
             'qmtp-send' => 'bin/qmtp-send',
+            'Net::QMTP::AnyEvent' => 'lib/Net/QMTP/AnyEvent.pm', 'Net::QMTP::Mojo' => 'lib/Net/QMTP/Mojo.pm',
             'Email::Sender::Transport::QMTP' => 'lib/Email/Sender/Transport/QMTP.pm');
 for my $name ($readme =~ /perldoc ([\w:-]+)/g) {
     ok($page{$name} && -f $page{$name}, "perldoc $name: its page is in the distribution");

@@ -15,6 +15,9 @@ use Scalar::Util ();
 
 our $VERSION = '1.00';
 
+# Errors in the caller's arguments are reported at the caller's line.
+our @CARP_NOT = ('Net::QMTP');
+
 my %CORE = Net::QMTP::_constants();
 my $RUNNING = $CORE{RUNNING};
 
@@ -202,3 +205,44 @@ sub pending { return $_[0]{phase} ne 'done' ? 1 : 0 }
 sub watch { return $_[0]{phase} ne 'done' ? ($_[0]{watch} ||= {}) : {} }
 
 1;
+
+__END__
+
+=head1 NAME
+
+Net::QMTP::Async - a non-blocking send of Net::QMTP under way
+
+=head1 SYNOPSIS
+
+  my $op = $qmtp->send_async(jobs => \@jobs, on_result => \&report, on_done => \&next);
+  ...
+  $op->cancel('shutting down') if $op->pending;
+
+=head1 DESCRIPTION
+
+What L<Net::QMTP/send_async> returns: the send it started. You need not
+keep it; the Net::QMTP object keeps it while the send runs.
+
+=head2 cancel(WHY)
+
+As C<< $qmtp->async_cancel(WHY) >>: ends the send now (see
+L<Net::QMTP/"async_cancel(WHY), async_pending()">). Returns true if it
+was under way. From inside the send's own callbacks, the send ends once
+the window being reported is.
+
+=head2 pending()
+
+True until the send is over.
+
+=head2 watch()
+
+A hash where an event-loop adapter keeps its watchers for this send; it
+is dropped, and the watchers with it, when the send ends however it ends.
+L<Net::QMTP::AnyEvent> and L<Net::QMTP::Mojo> use it; an adapter of your
+own can too.
+
+=head1 SEE ALSO
+
+L<Net::QMTP>, L<Net::QMTP::Internals> (the engine's steps).
+
+=cut

@@ -19,6 +19,9 @@ BEGIN {
 
 our $VERSION = '1.00';
 
+# Errors in the caller's arguments are reported at the caller's line.
+our @CARP_NOT = ('Net::QMTP', 'Net::QMTP::Async');
+
 sub send {
     my ($class, $q, @args) = @_;
     Carp::croak('Net::QMTP::Mojo->send: needs a Net::QMTP object')
@@ -127,6 +130,14 @@ yourself while the send runs.
 
 This module needs Mojolicious (Debian: libmojolicious-perl) only when it
 is loaded; Net::QMTP does not.
+
+=head1 METHODS
+
+=head2 send($qmtp, OPTIONS)
+
+A class method: starts C<< $qmtp->send_async(OPTIONS) >> on the Net::QMTP
+object, watched by Mojo::IOLoop, and returns what send_async returns. OPTIONS
+are send_async's, and C<< loop => $loop >> (default: Mojo::IOLoop's singleton). Dies at your line for anything send_async would die for.
 
 =head1 SEE ALSO
 

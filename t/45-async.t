@@ -1,0 +1,97 @@
+# send_async and the async_* methods, driven by the plain select(2) loop
+# the manual shows: the cases every driver must pass (Test::AsyncCases),
+# then what only this interface shows: its calls and their errors.
+use strict;
+use warnings;
+
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use Net::QMTP;
+use Test::QMTPServer;
+use Test::QMTPFaults qw(fd_count case serve_well);
+use Test::AsyncCases;
+
+$SIG{ALRM} = sub { die "timed out\n" };
+
+run_async_cases(
+    driver  => \&poll_driver,
+    start   => sub { my ($q, @args) = @_; return $q->send_async(@args) },
+    run_for => \&poll_for,
+);
+
+my $srv = Test::QMTPServer->new(script => \&serve_well);
+my @job = ({ sender => 's@x', recipients => ['r@x'], message => "hi\n" });
+
+case 'bad arguments die at the caller' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my $line;
+    eval { $line = __LINE__; $q->send_async(jobs => \@job) };
+    like($@, qr/\Asend_async: on_result must be a code reference at \Q$0\E line $line\.$/, 'no on_result');
+    eval { $line = __LINE__; $q->send_async(jobs => \@job, on_result => sub { }, bogus => 1) };
+    like($@, qr/\Asend_async: unknown option 'bogus' at \Q$0\E line $line\.$/, 'an unknown option');
+    eval { $line = __LINE__; $q->send_async(jobs => \@job, on_result => sub { }, on_done => 'x') };
+    like($@, qr/\Asend_async: on_done must be a code reference at \Q$0\E line $line\.$/, 'on_done not code');
+    eval { $line = __LINE__; $q->send_async(jobs => [ { sender => 's@x', message => "m\n" } ], on_result => sub { }) };
+    like($@, qr/\Asend_async: job 1: recipients must be a non-empty array reference at \Q$0\E line $line\.$/, 'a first job that is no job');
+    ok(!$q->async_pending, 'nothing was started');
+    ok(!$q->async_wants, 'async_wants: nothing to wait for');
+    is($q->async_ready(1, 1), 0, 'async_ready: nothing under way');
+    is($q->async_cancel, 0, 'async_cancel: nothing to cancel');
+};
+
+case 'one send at a time, and no blocking call meanwhile' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my @done;
+    my $op = $q->send_async(jobs => [ (@job) x 3 ], on_result => sub { }, on_done => sub { @done = @_ });
+    ok($q->async_pending && $op->pending, 'under way');
+    my $line;
+    eval { $line = __LINE__; $q->send_async(jobs => \@job, on_result => sub { }) };
+    like($@, qr/\Asend_async: a non-blocking send is under way on this object already at \Q$0\E line $line\.$/,
+        'a second send_async dies');
+    eval { $line = __LINE__; $q->send_many(@job) };
+    like($@, qr/\Asend_many: a non-blocking send is under way on this object; let it end, or call async_cancel, first at \Q$0\E line $line\.$/,
+        'send_many dies meanwhile, at the caller');
+    eval { $q->reconnect };
+    like($@, qr/\Areconnect: a non-blocking send is under way/, 'so does reconnect');
+    $q->sender('s@x');
+    $q->recipient('r@x');
+    $q->message("hi\n");
+    eval { $q->send };
+    like($@, qr/\Asend: a non-blocking send is under way/, 'so does send');
+    poll_for($q, 5) while $q->async_pending;
+    is($done[0], 3, 'the send went on and ended');
+    ok($q->send, 'send works once it is over');
+};
+
+case 'a later job that is no job ends the stream, and on_done says why' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my @jobs = ((@job) x 3, { sender => 's@x', message => "no recipients\n" }, @job);
+    my (@results, @done);
+    my ($done) = poll_driver($q, jobs => \@jobs, window => 2, on_result => sub { $results[ $_[1] ] = $_[0] });
+    is($done->[0], 3, 'the three before it were taken');
+    ok(!grep({ !$_->{ok} } @results), '... and sent');
+    like($done->[1], qr/\Asend_async: job 4\b/, 'on_done names the job');
+    is($q->error, $done->[1], 'so does error()');
+    my $n = 0;
+    ($done) = poll_driver($q, jobs => sub { die "no more\n" if ++$n > 2; return $job[0] }, on_result => sub { });
+    is($done->[0], 2, 'an iterator that dies: the jobs before it are sent');
+    is($done->[1], "send_async: the jobs iterator died: no more", 'and on_done says so');
+};
+
+case 'a callback may start the next send, and stop the stream' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my ($second, $taken);
+    my $op = $q->send_async(jobs => [ (@job) x 10 ], window => 2,
+        on_result => sub { my ($r, $i, $stop) = @_; $stop->() if $i == 2 },
+        on_done => sub {
+            $taken = $_[0];
+            $q->send_async(jobs => \@job, on_result => sub { $second = $_[0] });
+        });
+    poll_for($q, 5) while $q->async_pending;
+    is($taken, 4, 'stopped after the window of job 2 (jobs are reported whole windows at a time)');
+    ok($second && $second->{ok}, 'the send started from on_done ran');
+};
+
+done_testing;
