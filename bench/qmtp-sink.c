@@ -3,7 +3,11 @@
  * once per package, as mailfront does). Loopback only. Prints the port it
  * listens on, then serves each connection in a child process.
  *
- *   qmtp-sink [-p PORT] [-1]
+ *   qmtp-sink [-p PORT] [-1] [-w MS]
+ *
+ * -w MS makes it a slow server: before answering each package it sends
+ * the answers already due, then waits MS milliseconds (usleep), so that
+ * every package costs MS ms of the connection's time, pipelined or not.
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
@@ -19,6 +23,19 @@
 #include <unistd.h>
 
 static int per_package;
+static unsigned long wait_ms; /* -w: added delay per package answered */
+
+/* usleep() need not take a second or more: wait in pieces below that. */
+static void wait_a_while(unsigned long ms)
+{
+    unsigned long long us = (unsigned long long)ms * 1000ULL;
+
+    while (us > 0) {
+        useconds_t step = us > 500000ULL ? 500000U : (useconds_t)us;
+        usleep(step); /* an interrupted wait is only shorter */
+        us -= step;
+    }
+}
 
 /* Parser state across reads: which netstring of the package, how many
  * bytes of it remain, and how recipients are counted inside the third. */
@@ -144,6 +161,11 @@ static void serve(int fd)
             if (++p.field == 3) {
                 unsigned long k;
                 unsigned long answers = per_package ? 1 : p.rcpts;
+                if (wait_ms) {
+                    /* A slow server: what is due goes first, then the wait. */
+                    flush(fd, out, &olen);
+                    wait_a_while(wait_ms);
+                }
                 for (k = 0; k < answers; k++) {
                     if (olen + 8 > sizeof out) {
                         flush(fd, out, &olen);
@@ -162,6 +184,19 @@ static void serve(int fd)
     }
 }
 
+/* -w's argument: whole milliseconds, at most an hour. */
+static int parse_ms(const char *arg, unsigned long *ms)
+{
+    char *end;
+
+    if (arg[0] < '0' || arg[0] > '9') {
+        return 0;
+    }
+    errno = 0;
+    *ms = strtoul(arg, &end, 10);
+    return errno == 0 && *end == '\0' && *ms <= 3600000UL;
+}
+
 int main(int argc, char **argv)
 {
     struct sockaddr_in sa;
@@ -171,13 +206,15 @@ int main(int argc, char **argv)
     int opt;
     int lfd;
 
-    while ((opt = getopt(argc, argv, "p:1")) != -1) {
+    while ((opt = getopt(argc, argv, "p:1w:")) != -1) {
         if (opt == 'p') {
             port = atoi(optarg);
         } else if (opt == '1') {
             per_package = 1;
+        } else if (opt == 'w' && parse_ms(optarg, &wait_ms)) {
+            continue;
         } else {
-            fprintf(stderr, "usage: qmtp-sink [-p PORT] [-1]\n");
+            fprintf(stderr, "usage: qmtp-sink [-p PORT] [-1] [-w MS]\n");
             return 100;
         }
     }

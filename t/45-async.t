@@ -94,4 +94,35 @@ case 'a callback may start the next send, and stop the stream' => sub {
     ok($second && $second->{ok}, 'the send started from on_done ran');
 };
 
+# Invariants 2 and 4 while the caller's code runs between steps: what the
+# caller changes after send_async took a job neither reaches the server
+# nor is changed by the send.
+case 'the caller changes its message mid-send: the server gets the bytes taken' => sub {
+    my $srv = Test::QMTPServer->new(rcvbuf => 4096, script => sub {
+        my ($c) = @_;
+        $c->sleep(0.3); # let the client fill the socket, then read it all
+        while ($c->read_package) { $c->answer_all('K', 'ok') or last }
+    });
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1, Answers => 'recipient');
+    my $message = "\xE9" x (2 * 1024 * 1024) . "\n";
+    my $original = $message;
+    my $rcpts = ['r@x'];
+    my $job = { sender => 's@x', recipients => $rcpts, message => $message };
+    my (@results, @done);
+    $q->send_async(jobs => [$job], on_result => sub { $results[ $_[1] ] = $_[0] }, on_done => sub { @done = @_ });
+    poll_for($q, 0.1);
+    ok($q->async_pending, 'still writing');
+    $job->{message} .= 'more';
+    $message = 'changed';
+    utf8::upgrade($job->{message});
+    push @$rcpts, 'another@x';
+    poll_for($q, 5) while $q->async_pending;
+    ok($results[0]{ok}, 'sent and accepted');
+    my ($pkg) = $srv->packages(0);
+    ok($pkg && $pkg->{message} eq $original, 'the server got the message as it was when taken');
+    is_deeply($pkg && $pkg->{recipients}, ['r@x'], '... for the recipients it had then');
+    is($results[0]{job}, $job, 'the result names the caller\'s job');
+    is($job->{message}, $original . 'more', 'whose changes the send left alone');
+};
+
 done_testing;

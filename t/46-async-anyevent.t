@@ -50,30 +50,39 @@ run_async_cases(
     has_watchers => 1,
 );
 
-case 'ten servers at once, one of them slow' => sub {
+# One process, 50 servers at once, five of them slow (a second per
+# answer): the whole takes about the slow servers' time, not the sum.
+case '50 servers at once, five of them slow' => sub {
+    my $slow_s = 1;
     my @srv = map {
-        my $slow = $_ == 0;
+        my $slow = $_ % 10 == 0;
         Test::QMTPServer->new(script => sub {
             my ($c) = @_;
-            while ($c->read_package) { $c->sleep(1) if $slow; $c->answer_all('K', 'ok') or last }
+            while ($c->read_package) { $c->sleep($slow_s) if $slow; $c->answer_all('K', 'ok') or last }
         });
-    } 0 .. 9;
+    } 0 .. 49;
+    my $fds = fd_count();
     my @q = map { Net::QMTP->new('127.0.0.1', Port => $_->port, DeferConnect => 1) } @srv;
     my $cv = AnyEvent->condvar;
-    my %ok;
+    my (%ok, %order_ok);
     my $t0 = AnyEvent->time;
     for my $k (0 .. $#q) {
         $cv->begin;
+        my $next = 0;
         Net::QMTP::AnyEvent->send($q[$k],
-            jobs => [ map { { sender => 's@x', recipients => ["r$_\@x"], message => "m $_\n" } } 1 .. 2 ],
+            jobs => [ map { { sender => 's@x', recipients => ["r$_\@x"], message => "server $k, job $_\n" } } 0 .. 1 ],
             window => 1,
-            on_result => sub { $ok{$k}++ if $_[0]{ok} },
+            on_result => sub { my ($r, $i) = @_; $ok{$k}++ if $r->{ok}; $order_ok{$k}++ if $i == $next++ },
             on_done => sub { $cv->end });
     }
     $cv->recv;
     my $took = AnyEvent->time - $t0;
-    is(scalar(grep { $ok{$_} == 2 } 0 .. 9), 10, 'every server got both jobs');
-    cmp_ok($took, '<', 3 * $SLOW, sprintf('the whole took about the slow server\'s 2 s, not more (%.2f s)', $took));
+    is(scalar(grep { ($ok{$_} || 0) == 2 && $order_ok{$_} == 2 } 0 .. 49), 50, 'every server got both jobs, in order');
+    cmp_ok($took, '<', (2 * $slow_s + 1.5) * $SLOW,
+        sprintf('the whole took about the slow servers\' %d s, not the %d s of one after another (%.2f s)',
+            2 * $slow_s, 10 * $slow_s, $took));
+    undef @q;
+    is(fd_count(), $fds, 'no descriptor left');
 };
 
 done_testing;
