@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 120000
 #define DEFAULT_STALL_MS 500
@@ -241,6 +242,14 @@ int qmtp_step(qmtp_client *c, int ready)
 
 int qmtp_cancel(qmtp_client *c, const char *why)
 {
+    if ((c->run_active || c->connect_active) && c->started_by != getpid()) {
+        /* A forked child's copy: the run is its parent's, whose answers
+         * are not to be read here. Its descriptor is only closed. */
+        c->run_active = 0;
+        c->connect_active = 0;
+        qmtp_close(c);
+        return qmtp_fail(c, QMTP_E_STATE, 0, "the send under way is the parent process's");
+    }
     if (c->run_active) {
         return qmtp_run_cancel(c, why);
     }

@@ -279,8 +279,10 @@ int qmtp_step(qmtp_client *c, int ready);
  * (copied): answers already read are kept, the others are deferrals, the
  * packages not written in full are marked (QMTP_E_INTR, or not begun), and
  * the connection is closed. Returns what the run returns then, or
- * QMTP_E_STATE when none is under way. Also done by qmtp_free,
- * qmtp_connect and qmtp_batch_reset. */
+ * QMTP_E_STATE when none is under way. In a process forked after it
+ * started, it only closes this copy's descriptor (QMTP_E_STATE): the
+ * parent's answers are not read. Also done by qmtp_free, qmtp_connect and
+ * qmtp_batch_reset. */
 int qmtp_cancel(qmtp_client *c, const char *why);
 
 /* 1 while a run or connect started with the calls above is under way. */

@@ -102,6 +102,7 @@ struct qmtp_client {
     struct qmtp_connecting *connecting; /* a connect's state (qmtp_net.c) */
     int connect_active;     /* a connect is started and not yet over */
     unsigned long serial;   /* counts the sockets opened (qmtp_connection_serial) */
+    pid_t started_by;       /* the process that started the run or connect under way */
 };
 
 struct addrinfo;

@@ -372,6 +372,7 @@ static int connect_prepare(qmtp_client *c, const char *host, const char *port)
         k->ai = &k->unix_ai;
     }
     c->connect_active = 1;
+    c->started_by = getpid();
     return QMTP_RUNNING;
 }
 

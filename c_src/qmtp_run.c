@@ -630,6 +630,7 @@ static int run_begin(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     r->last_progress = qmtp_now_ms();
     r->spin_left_us = c->spin_us;
     c->run_active = 1;
+    c->started_by = getpid();
     return run_check(r);
 }
 

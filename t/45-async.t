@@ -8,6 +8,7 @@ use FindBin ();
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
+use POSIX ();
 use Net::QMTP;
 use Test::QMTPServer;
 use Test::QMTPFaults qw(fd_count case serve_well);
@@ -92,6 +93,49 @@ case 'a callback may start the next send, and stop the stream' => sub {
     poll_for($q, 5) while $q->async_pending;
     is($taken, 4, 'stopped after the window of job 2 (jobs are reported whole windows at a time)');
     ok($second && $second->{ok}, 'the send started from on_done ran');
+};
+
+case 'a callback that dies ends the send, and the die goes on' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my (@done, $calls);
+    $q->send_async(jobs => [ (@job) x 6 ], window => 2, on_done => sub { @done = @_ },
+        on_result => sub { $calls++; die "callback trouble\n" if $_[1] == 2 });
+    my $err;
+    while ($q->async_pending) {
+        last unless eval { poll_for($q, 1); 1 };
+    }
+    $err = $@;
+    is($err, "callback trouble\n", 'async_ready passed the die on');
+    ok(!$q->async_pending, 'the send is over');
+    is($calls, 3, 'no callback after the one that died');
+    is($done[1], 'send_async: a callback died: callback trouble', 'on_done said why');
+    is($q->error, $done[1], 'so does error()');
+    my $r = $q->send_many(@job);
+    ok($r && $r->[0]{result}, 'the object sends again');
+};
+
+case 'a child forked mid-send leaves its parent\'s send alone' => sub {
+    my $slow = Test::QMTPServer->new(script => sub {
+        my ($c) = @_;
+        $c->read_package or return;
+        $c->sleep(0.5);
+        $c->answer_all('K', 'ok');
+        serve_well($c);
+    });
+    my $q = Net::QMTP->new('127.0.0.1', Port => $slow->port, DeferConnect => 1);
+    my @results;
+    $q->send_async(jobs => [ (@job) x 3 ], on_result => sub { $results[ $_[1] ] = $_[0] });
+    poll_for($q, 0.1);
+    ok($q->async_pending, 'under way');
+    my $pid = fork;
+    if (defined $pid && $pid == 0) {
+        select(undef, undef, undef, 0.8); # the first answer is waiting now
+        undef $q;      # its copy of the object goes (DESTROY) ...
+        POSIX::_exit(0); # ... without reading it or reporting anything
+    }
+    waitpid $pid, 0;
+    poll_for($q, 5) while $q->async_pending;
+    is(scalar(grep { $_->{ok} } @results), 3, 'the parent got every answer');
 };
 
 # Invariants 2 and 4 while the caller's code runs between steps: what the

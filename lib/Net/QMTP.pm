@@ -885,11 +885,14 @@ sub DESTROY {
     my $self = shift;
     # A non-blocking send under way ends: its jobs are reported (not
     # during global destruction, when the callbacks may be gone).
+    # A forked child's copy lets go of its parent's send (the core leaves
+    # the parent's connection alone in a child too).
     if (ref $self && Scalar::Util::reftype($self) eq 'HASH' && $self->{QMTP_ASYNC}) {
+        my $op = delete $self->{QMTP_ASYNC};
         my $quiet = ${^GLOBAL_PHASE} eq 'DESTRUCT';
-        eval { $self->{QMTP_ASYNC}->_cancel($self, 'cancelled: the Net::QMTP object was destroyed', $quiet); 1 }
-            or warn $@;
-        delete $self->{QMTP_ASYNC};
+        if ($op->{pid} == $$) {
+            eval { $op->_cancel($self, 'cancelled: the Net::QMTP object was destroyed', $quiet); 1 } or warn $@;
+        }
     }
     _destroy($self);
     # Called explicitly (as 0.06 allowed), it leaves the object not

@@ -24,7 +24,7 @@ my $RUNNING = $CORE{RUNNING};
 sub _start {
     my ($class, $q, @args) = @_;
     my $stream = Net::QMTP::_stream_new('send_async', @args);
-    my $op = bless { stream => $stream, phase => 'idle' }, $class;
+    my $op = bless { stream => $stream, phase => 'idle', pid => $$ }, $class;
     $op->{q} = $q;
     Scalar::Util::weaken($op->{q});
     $q->{QMTP_ERROR} = undef;
@@ -46,11 +46,32 @@ sub _start {
 sub _go {
     my ($op, $q, $rc) = @_;
     local $op->{going} = 1;
-    while (defined $rc && $rc != $RUNNING) {
-        $rc = $op->{phase} eq 'connect' ? $op->_connect_over($q, $rc)
-            : $op->{phase} eq 'run'     ? $op->_run_over($q)
-            :                             undef;
-    }
+    my $ok = eval {
+        while (defined $rc && $rc != $RUNNING) {
+            $rc = $op->{phase} eq 'connect' ? $op->_connect_over($q, $rc)
+                : $op->{phase} eq 'run'     ? $op->_run_over($q)
+                :                             undef;
+        }
+        1;
+    };
+    return if $ok;
+    my $err = $@;
+    $op->_died($q, $err);
+    die $err;
+}
+
+# A callback (or anything else) died while the send was moving on: the
+# send ends, so that the object is not left half-way (and a loop with a
+# watcher on it), and on_done says why; then the die goes on to whoever
+# called, as a callback's die does in send_stream.
+sub _died {
+    my ($op, $q, $err) = @_;
+    return if $op->{phase} eq 'done'; # on_done itself: the send was over
+    Net::QMTP::_nb_cancel($q, 'cancelled: a callback died') if Net::QMTP::_nb_busy($q);
+    (my $why = "send_async: a callback died: $err") =~ s/\s+\z//;
+    $op->{stream}{why} = $why;
+    delete @$op{qw(rounds hold w run_inputs built)};
+    $op->_finish($q);
     return;
 }
 
