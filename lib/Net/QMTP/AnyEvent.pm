@@ -33,6 +33,9 @@ sub send {
 # Watches what the engine waits for now; nothing once the send is over.
 sub _arm {
     my ($op, $q) = @_;
+    # A send that is over (its op may be gone) never takes up the object's
+    # next one, which its own start watches.
+    return unless $op && $op->pending;
     my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
     my $watch = $op->watch;
     Scalar::Util::weaken(my $wop = $op);

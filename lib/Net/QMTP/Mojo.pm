@@ -43,6 +43,9 @@ sub send {
 
 sub _arm {
     my ($op, $q, $reactor) = @_;
+    # A send that is over (its op may be gone) never takes up the object's
+    # next one, which its own start watches.
+    return unless $op && $op->pending;
     my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
     my $watch = $op->watch;
     Scalar::Util::weaken(my $wop = $op);

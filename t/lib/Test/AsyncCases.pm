@@ -289,6 +289,26 @@ sub run_async_cases {
         is(fd_count(), $fds, 'no descriptor left');
     };
 
+    case 'on_done starts the next send, its op not kept' => sub {
+        my $srv = Test::QMTPServer->new(script => \&serve_well);
+        my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+        my @warnings;
+        local $SIG{__WARN__} = sub { push @warnings, @_ };
+        my ($n, $ok) = (0, 0);
+        my $go;
+        $go = sub {
+            $opt{start}->($q, jobs => jobs(2), on_result => sub { $ok++ if $_[0]{ok} },
+                on_done => sub { $go->() if ++$n < 3 });
+            return;
+        };
+        $go->();
+        for (1 .. 100) { last if $n >= 3; $opt{run_for}->($q, 0.05) }
+        undef $go;
+        is($n, 3, 'three sends, one after the other');
+        is($ok, 6, 'every job accepted');
+        is_deeply(\@warnings, [], 'no warning, no error in a callback');
+    };
+
     case 'the object destroyed mid-send' => sub {
         my $srv = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->read_package; $c->sleep(5) });
         my $fds = fd_count();
