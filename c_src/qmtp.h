@@ -226,7 +226,12 @@ void qmtp_pkg_abandon(qmtp_client *c);
  * answering per recipient before. Declared modes pipeline freely.
  * Answers that do not fit (too many; too few, then a hang-up, where they
  * were attributed by a declaration) make every recipient they could belong
- * to a 'Z' with received=0; qmtp_err is then QMTP_E_ANSWERS.
+ * to a 'Z' with received=0; qmtp_err is then QMTP_E_ANSWERS. Too many is
+ * seen when the surplus has arrived by the time the last answer due is
+ * read; one the server holds back shows only on the connection's next use
+ * (bytes before a package is complete: the connection is closed), after
+ * this run's results are out. A server answering in order, one answer per
+ * recipient (or per package when declared), is what a run relies on.
  * Returns 0 when every package was written in full (qmtp_err is then 0, or
  * why some answers are missing); otherwise the status of the first that was
  * not (see qmtp_pkg_status), and the connection is closed once the answers

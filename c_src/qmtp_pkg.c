@@ -14,9 +14,16 @@
 #define O_CLOEXEC 0
 #endif
 
+/* The packages of a run under way are the engine's: none is added or
+ * changed until it is over (its results are sized by them). */
+static int busy(qmtp_client *c)
+{
+    return qmtp_busy(c) ? qmtp_fail(c, QMTP_E_STATE, 0, "a send or connect is under way") : QMTP_OK;
+}
+
 static struct qmtp_pkg *current(qmtp_client *c)
 {
-    return c->building ? &c->pkgs[c->npkgs - 1] : NULL;
+    return c->building && !qmtp_busy(c) ? &c->pkgs[c->npkgs - 1] : NULL;
 }
 
 void qmtp_pkgs_close_files(qmtp_client *c)
@@ -49,6 +56,9 @@ int qmtp_pkg_begin(qmtp_client *c, char enc, const char *sender, size_t sender_l
 {
     struct qmtp_pkg *p;
 
+    if (qmtp_busy(c)) {
+        return busy(c);
+    }
     if (enc != '\n' && enc != '\r') {
         return qmtp_fail(c, QMTP_E_ARG, 0, "encoding byte must be LF or CR, not 0x%02x",
                          (unsigned)(unsigned char)enc);
@@ -124,7 +134,7 @@ int qmtp_pkg_recipient(qmtp_client *c, const char *rcpt, size_t len)
     int rc;
 
     if (p == NULL) {
-        return qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
+        return qmtp_busy(c) ? busy(c) : qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
     }
     rc = append_netstring(&c->rcpts, rcpt, len);
     if (rc != QMTP_OK) {
@@ -139,7 +149,7 @@ int qmtp_pkg_body(qmtp_client *c, const char *msg, size_t len)
     struct qmtp_pkg *p = current(c);
 
     if (p == NULL) {
-        return qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
+        return qmtp_busy(c) ? busy(c) : qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
     }
     p->body = msg != NULL ? msg : "";
     p->body_len = len;
@@ -155,7 +165,7 @@ int qmtp_pkg_file(qmtp_client *c, const char *path)
     int fd;
 
     if (p == NULL) {
-        return qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
+        return qmtp_busy(c) ? busy(c) : qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
     }
     /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
      * anything but a regular file is refused below, and reading a regular
@@ -229,7 +239,7 @@ int qmtp_pkg_end(qmtp_client *c)
     int rc;
 
     if (p == NULL) {
-        return qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
+        return qmtp_busy(c) ? busy(c) : qmtp_fail(c, QMTP_E_STATE, 0, "no package begun");
     }
     if (!c->body_set) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "package has no message");

@@ -528,8 +528,11 @@ static int finish_ok(struct qmtp_run *r)
 {
     qmtp_client *c = r->c;
 
-    if (r->assumed_from != NONE && c->in.len == 0 && !r->half_closed) {
-        look_for_surplus(r); /* a declaration relied on: check it at no cost */
+    /* Answers beyond the due ones that are here already: a declaration
+     * relied on, or pipelined packages whose answers one surplus answer
+     * would have shifted. A look that costs no wait (see qmtp_run). */
+    if ((r->assumed_from != NONE || c->npkgs > 1) && c->in.len == 0 && !r->half_closed) {
+        look_for_surplus(r);
     }
     if (c->in.len > 0) {
         r->surplus = 1;
@@ -634,6 +637,12 @@ static int run_begin(qmtp_client *c, qmtp_written_fn on_written, void *ctx)
     return run_check(r);
 }
 
+/* 1 until the run's first byte is written. */
+static int nothing_written(const struct qmtp_run *r)
+{
+    return r->pkgs_written == 0 && r->w.pkg == 0 && r->w.seg == SEG_HEAD && r->w.off == 0;
+}
+
 int qmtp_run_start(qmtp_client *c)
 {
     return run_begin(c, NULL, NULL);
@@ -646,6 +655,20 @@ int qmtp_run_step(qmtp_client *c, int ready)
 
     if (!c->run_active) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "no send is under way");
+    }
+    if ((ready & QMTP_WANT_WRITE) && !(ready & QMTP_WANT_READ) && nothing_written(r)) {
+        /* A loop may report writable alone (one callback per watcher): a
+         * connection that the server closed while idle must show so before
+         * the first byte goes, so that the packages come back not begun
+         * (to go on a new connection), as the blocking loop's poll sees. */
+        struct pollfd p;
+
+        p.fd = c->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 0) > 0) {
+            ready |= QMTP_WANT_READ;
+        }
     }
     if (ready & QMTP_WANT_READ) {
         rc = read_some(r, 0);

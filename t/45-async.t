@@ -9,6 +9,7 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use POSIX ();
+use Time::HiRes qw(time);
 use Net::QMTP;
 use Test::QMTPServer;
 use Test::QMTPFaults qw(fd_count case serve_well);
@@ -93,6 +94,49 @@ case 'a callback may start the next send, and stop the stream' => sub {
     poll_for($q, 5) while $q->async_pending;
     is($taken, 4, 'stopped after the window of job 2 (jobs are reported whole windows at a time)');
     ok($second && $second->{ok}, 'the send started from on_done ran');
+};
+
+# Loops that run one callback per watcher report writable alone, often
+# first (AnyEvent's pure-Perl loop): a connection the server closed while
+# idle must still send the jobs again on a new one, as the blocking path.
+case 'writable reported alone, before readable' => sub {
+    my $idle = Test::QMTPServer->new(script => sub {
+        my ($c, $n) = @_;
+        return serve_well($c) if $n > 0;
+        $c->close;
+    });
+    my $q = Net::QMTP->new('127.0.0.1', Port => $idle->port, DeferConnect => 1);
+    $q->reconnect;
+    $idle->wait_done(0, 10);
+    Time::HiRes::sleep(0.05);
+    my @results;
+    $q->send_async(jobs => [ (@job) x 4 ], on_result => sub { $results[ $_[1] ] = $_[0] });
+    my $give_up = time + 20;
+    while (my ($fd, $read, $write, $after) = $q->async_wants) {
+        last if time > $give_up;
+        my ($rin, $win) = ('', '');
+        if (defined $fd) { vec($rin, $fd, 1) = 1 if $read; vec($win, $fd, 1) = 1 if $write }
+        my $n = select(my $rout = $rin, my $wout = $win, undef, $after);
+        my ($r, $w) = $n && $n > 0 ? (vec($rout, $fd, 1), vec($wout, $fd, 1)) : (0, 0);
+        if ($w) { $q->async_ready(0, 1) or last }   # one event at a time, writable first
+        $q->async_ready($r, 0) if $r || !$w;
+    }
+    is(scalar(grep { $_->{ok} } @results), 4, 'all four sent again on a new connection and accepted');
+    is($idle->connections, 2, 'on a second connection');
+};
+
+case 'async_cancel from the jobs iterator: no job more is sent' => sub {
+    my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1);
+    my $calls = 0;
+    my (@results, $cancelled);
+    my ($done) = poll_driver($q, window => 5, on_result => sub { $results[ $_[1] ] = $_[0] },
+        jobs => sub { $cancelled = $q->async_cancel('enough') if ++$calls == 7; return $job[0] });
+    ok($cancelled, 'async_cancel from the iterator says it cancelled');
+    is($calls, 7, 'the iterator is not called again');
+    is($done->[0], 7, 'the jobs it gave are reported');
+    is(scalar(grep { $_->{ok} } @results), 5, 'the first window went out');
+    is_deeply([ map { $_->{error} } @results[5, 6] ], [ 'not sent: enough', 'not sent: enough' ],
+        'those of the window being filled were not sent, and say why');
 };
 
 case 'a callback that dies ends the send, and the die goes on' => sub {

@@ -434,6 +434,9 @@ static void test_cancel(void)
     CHECK(rc == QMTP_RUNNING && qmtp_busy(c) && write(sv[1], "3:Kok,", 6) == 6, "a run under way, one answer sent");
     rc = qmtp_step(c, QMTP_WANT_READ);
     CHECK(rc == QMTP_RUNNING, "the answer is taken, the run goes on (rc %d)", rc);
+    CHECK(qmtp_pkg_begin(c, '\n', "s@x", 3) == QMTP_E_STATE && qmtp_pkg_recipient(c, "c@x", 3) == QMTP_E_STATE &&
+          qmtp_pkg_end(c) == QMTP_E_STATE && strcmp(qmtp_errstr(c), "a send or connect is under way") == 0,
+          "no package is added to a run under way");
     rc = qmtp_cancel(c, "cancelled: the object was destroyed");
     CHECK(!qmtp_busy(c) && c->fd < 0, "cancelled: over, and the connection is closed");
     CHECK(result_is(c, 0, 'K', "ok", 1, 0) && qmtp_pkg_status(c, 0) == QMTP_OK, "the answer read is kept");

@@ -758,7 +758,7 @@ sub _stream_window {
     return undef if $stream->{ended} || ${ $stream->{stopped} };
     my $w = { jobs => [], inputs => [] };
     my $bytes = 0;
-    while (@{ $w->{jobs} } < $stream->{window} && $bytes < $stream->{window_bytes}) {
+    while (@{ $w->{jobs} } < $stream->{window} && $bytes < $stream->{window_bytes} && !${ $stream->{stopped} }) {
         # An iterator that dies is treated as a malformed job: the jobs it
         # gave before are sent and reported, then its die goes on.
         my $job;
@@ -1517,6 +1517,13 @@ shown that the server answers once per message, or the caller declared it
 (too many, too few and then a hang-up, bytes after the last answer due)
 make every recipient they could belong to a C<deferral: >, and
 C<error()> says that the server's answers did not match its packages.
+Answers are matched to recipients in order, as QMTP has them come: a
+server that sends a second answer for a recipient and holds back a later
+one, among pipelined messages, is caught only if the extra answer is
+there when the last one due is read; otherwise it shows on the next use
+of the connection (bytes before a message was complete, which closes it),
+after that send's results were given. No client can tell such a server
+from one that answers correctly until its surplus arrives.
 
 =item 2.
 

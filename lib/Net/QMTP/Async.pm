@@ -81,6 +81,14 @@ sub _window {
     if (!$w || !@{ $w->{inputs} }) {
         return $op->_finish($q, $w);
     }
+    if ($op->{cancelled}) {
+        # Cancelled from the iterator while it filled the window: the jobs
+        # it gave are reported, none is sent.
+        my $why = $op->{stream}{why};
+        $q->_window_results($op->{stream}, $w,
+            [ map { { result => undef, responses => [], error => "not sent: $why", ok => 0 } } @{ $w->{jobs} } ]);
+        return $op->_finish($q);
+    }
     Net::QMTP::_call_limit($q, $q->{QMTP_TOTAL} || 0);
     $q->{QMTP_ERROR} = undef;
     $op->{w} = $w;
