@@ -941,7 +941,7 @@ _constants()
             { "E_IO", QMTP_E_IO }, { "E_TIMEOUT", QMTP_E_TIMEOUT }, { "E_EOF", QMTP_E_EOF },
             { "E_PROTO", QMTP_E_PROTO }, { "E_TOOBIG", QMTP_E_TOOBIG }, { "E_STATE", QMTP_E_STATE },
             { "E_ARG", QMTP_E_ARG }, { "E_FILE", QMTP_E_FILE }, { "E_INTR", QMTP_E_INTR },
-            { "E_NOTSENT", QMTP_E_NOTSENT }, { "E_ANSWERS", QMTP_E_ANSWERS },
+            { "E_NOTSENT", QMTP_E_NOTSENT }, { "E_ANSWERS", QMTP_E_ANSWERS }, { "E_TLS", QMTP_E_TLS },
             { "ANSWERS_AUTO", QMTP_ANSWERS_AUTO }, { "ANSWERS_RECIPIENT", QMTP_ANSWERS_RECIPIENT },
             { "ANSWERS_PACKAGE", QMTP_ANSWERS_PACKAGE },
             { "RUNNING", QMTP_RUNNING },
@@ -1412,3 +1412,45 @@ _nb_outcomes(self, inputs, built, form)
     EXTEND(SP, 2);
     mPUSHs(newRV_inc((SV *)batch_outcomes(aTHX_ c, inputs, built, failed, form)));
     mPUSHs(newRV_inc((SV *)failed));
+
+int
+_can_tls()
+  CODE:
+    RETVAL = qmtp_tls_available();
+  OUTPUT:
+    RETVAL
+
+int
+_tls(c, enable, verify, ca_file, ca_path, name, pins, cert, key, min_version)
+    qmtp_client *c
+    int enable
+    int verify
+    SV *ca_file
+    SV *ca_path
+    SV *name
+    SV *pins
+    SV *cert
+    SV *key
+    int min_version
+  PREINIT:
+    qmtp_tls_options o;
+    STRLEN len = 0;
+  CODE:
+    /* The TLS settings as lib/ checked them (pins: 32-byte fingerprints,
+     * one after another). 1, or 0 with the client's error saying why. */
+    memset(&o, 0, sizeof o);
+    o.enable = enable;
+    o.verify = verify;
+    o.ca_file = SvOK(ca_file) ? c_string(aTHX_ ca_file, "SSL_ca_file") : NULL;
+    o.ca_path = SvOK(ca_path) ? c_string(aTHX_ ca_path, "SSL_ca_path") : NULL;
+    o.server_name = SvOK(name) ? c_string(aTHX_ name, "SSL_hostname") : NULL;
+    o.cert_file = SvOK(cert) ? c_string(aTHX_ cert, "SSL_cert_file") : NULL;
+    o.key_file = SvOK(key) ? c_string(aTHX_ key, "SSL_key_file") : NULL;
+    if (SvOK(pins)) {
+        o.pins = (const unsigned char *)SvPVbyte(pins, len);
+        o.npins = len / 32;
+    }
+    o.min_version = min_version;
+    RETVAL = qmtp_set_tls(c, &o) == QMTP_OK;
+  OUTPUT:
+    RETVAL

@@ -38,6 +38,7 @@ void qmtp_free(qmtp_client *c)
     qmtp_pkgs_clear(c);
     qmtp_run_free(c);
     qmtp_connecting_free(c);
+    qmtp_tls_free(c);
     free(c->pkgs);
     free(c->slots);
     free(c->host);

@@ -53,7 +53,8 @@ typedef enum qmtp_status {
     QMTP_E_FILE = -11,   /* message file unusable, or changed while being sent */
     QMTP_E_INTR = -12,   /* the interrupt hook asked to stop */
     QMTP_E_NOTSENT = -13, /* a package not begun: the connection ended before */
-    QMTP_E_ANSWERS = -14  /* the server's answers did not match its packages */
+    QMTP_E_ANSWERS = -14, /* the server's answers did not match its packages */
+    QMTP_E_TLS = -15      /* TLS: the handshake failed, or the server's certificate was not accepted */
 } qmtp_status;
 
 /* How the server answers a package with several recipients. QMTP says
@@ -144,6 +145,36 @@ void qmtp_set_max_response(qmtp_client *c, size_t max);
  * QMTP_E_CONNECT/QMTP_E_TIMEOUT (the call limit)/QMTP_E_INTR/QMTP_E_ARG/
  * QMTP_E_NOMEM. */
 int qmtp_connect(qmtp_client *c, const char *host, const char *port);
+
+/* QMTPS: TLS from the first byte of each later connection (see
+ * qmtp_set_tls). Every string is copied; pins are SHA-256 fingerprints of
+ * the server's certificate (DER), 32 bytes each, npins of them. */
+typedef struct qmtp_tls_options {
+    int enable;                /* 0: plain QMTP (the other fields are ignored) */
+    int verify;                /* 1: the certificate chain and the server name are checked; 0: neither (unsafe) */
+    const char *ca_file;       /* CA certificates (PEM), or NULL */
+    const char *ca_path;       /* a hashed CA directory, or NULL; neither: the system's store */
+    const char *server_name;   /* checked and sent as SNI; NULL: the host given to qmtp_connect */
+    const unsigned char *pins; /* the certificate must match one of them (checked with verify 0 too) */
+    size_t npins;
+    const char *cert_file;     /* a client certificate chain (PEM), or NULL */
+    const char *key_file;      /* its key (PEM); NULL: in cert_file */
+    int min_version;           /* 0x0303 TLS 1.2 (0: the default), 0x0304 TLS 1.3 */
+} qmtp_tls_options;
+
+/* 1 if this build has TLS (OpenSSL), else 0. */
+int qmtp_tls_available(void);
+
+/* Sets TLS for the connections made after it (o NULL or not enabled: none).
+ * Files are read now: 0, or QMTP_E_ARG with errstr naming the one that
+ * cannot be used (or saying the build has no TLS), QMTP_E_STATE while
+ * connected. Over TLS, files are read and written through it (no
+ * sendfile); the half-close sends close_notify, then shuts the socket's
+ * writing side; an end of the server's stream without close_notify is
+ * never taken for a once-per-package answer. A failed handshake or
+ * certificate is QMTP_E_TLS, errstr saying why (for the certificate,
+ * OpenSSL's reason: expired, unknown issuer, name mismatch, ...). */
+int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o);
 
 /* The local address (a name or numeric address, copied) that later
  * connections bind to; remote addresses of another family are skipped.

@@ -23,6 +23,7 @@ const char *qmtp_strerror(int status)
     case QMTP_E_INTR:    return "interrupted";
     case QMTP_E_NOTSENT: return "not sent";
     case QMTP_E_ANSWERS: return "the server's answers did not match its packages";
+    case QMTP_E_TLS:     return "TLS handshake or certificate check failed";
     default:             return "unknown error";
     }
 }

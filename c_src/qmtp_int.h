@@ -103,9 +103,28 @@ struct qmtp_client {
     int connect_active;     /* a connect is started and not yet over */
     unsigned long serial;   /* counts the sockets opened (qmtp_connection_serial) */
     pid_t started_by;       /* the process that started the run or connect under way */
+    struct qmtp_tls *tls;   /* TLS settings and session (qmtp_tls.c), or NULL: plain QMTP */
 };
 
 struct addrinfo;
+
+/* TLS (qmtp_tls.c), used only where c->tls is set. qmtp_tls_begin makes
+ * the session on c->fd (0 or a status); qmtp_tls_handshake moves it on:
+ * QMTP_RUNNING with *want (QMTP_WANT_*), 0 done and pins checked, or
+ * QMTP_E_TLS. Reads and writes are recv(2)/send(2)-like: -1 with errno
+ * (EAGAIN: wait), and a read returns 0 at close_notify, -2 at an end of
+ * the stream without it. A write gathers iov only when nothing it took
+ * earlier waits (that goes again first). */
+void qmtp_tls_free(qmtp_client *c);
+int qmtp_tls_begin(qmtp_client *c, const char *host);
+int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where);
+struct iovec;
+ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len);
+ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov);
+int qmtp_tls_pending(const qmtp_client *c);     /* 1: decrypted bytes wait in OpenSSL, unseen by poll */
+void qmtp_tls_half_close(qmtp_client *c);       /* sends close_notify */
+void qmtp_tls_end(qmtp_client *c);              /* close_notify (if ours and not sent), free the session */
+int qmtp_tls_idle_check(qmtp_client *c);        /* 0 healthy, else why not (errstr) */
 
 /* Frees the run's and the connect's state (qmtp_free). */
 void qmtp_run_free(qmtp_client *c);

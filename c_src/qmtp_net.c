@@ -170,6 +170,8 @@ struct qmtp_connecting {
     int64_t look_at;           /* the next look at the lookup */
     int64_t look_every;
     int resolving;
+    int handshaking;           /* TLS: the connection is made, its handshake under way */
+    int tls_want;              /* what the handshake waits for (QMTP_WANT_*) */
     int unix_socket;
     int last_errno;
     int limit_hit;
@@ -209,16 +211,14 @@ static int connect_begin(qmtp_client *c, const struct addrinfo *ai)
     return 0;
 }
 
-/* The connection is made. */
-static int connected(qmtp_client *c)
+static int connect_failed(qmtp_client *c, int status);
+
+/* The connection is made, and over TLS its handshake done. */
+static int connected_done(qmtp_client *c)
 {
     struct qmtp_connecting *k = c->connecting;
-    int one = 1;
 
-    /* A package must leave at once, not wait for the previous one's ACK. */
-    if (!k->unix_socket) {
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    k->handshaking = 0;
     if (c->pending_ai != NULL) {
         freeaddrinfo(c->pending_ai);
         c->pending_ai = NULL;
@@ -228,6 +228,42 @@ static int connected(qmtp_client *c)
     memcpy(c->peer, k->where, sizeof c->peer);
     c->err = QMTP_OK;
     return QMTP_OK;
+}
+
+/* Moves the TLS handshake on: QMTP_RUNNING, or the connect's end. */
+static int handshake(qmtp_client *c)
+{
+    struct qmtp_connecting *k = c->connecting;
+    int rc = qmtp_tls_handshake(c, &k->tls_want, k->where);
+
+    if (rc == QMTP_RUNNING) {
+        return rc;
+    }
+    return rc == QMTP_OK ? connected_done(c) : connect_failed(c, rc);
+}
+
+/* The connection is made: over TLS, the handshake starts, with a connect
+ * timeout of its own. */
+static int connected(qmtp_client *c)
+{
+    struct qmtp_connecting *k = c->connecting;
+    int one = 1;
+    int rc;
+
+    /* A package must leave at once, not wait for the previous one's ACK. */
+    if (!k->unix_socket) {
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (c->tls == NULL) {
+        return connected_done(c);
+    }
+    rc = qmtp_tls_begin(c, c->host);
+    if (rc != QMTP_OK) {
+        return connect_failed(c, rc);
+    }
+    k->handshaking = 1;
+    k->attempt_deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
+    return handshake(c);
 }
 
 /* No address accepted a connection (or the call limit or the caller ended
@@ -410,6 +446,10 @@ int qmtp_connect_wants(const qmtp_client *c, int *fd, int *events, int64_t *dead
         *fd = -1;
         *events = 0;
         *deadline_ms = k->look_at < k->resolve_deadline ? k->look_at : k->resolve_deadline;
+    } else if (k->handshaking) {
+        *fd = c->fd;
+        *events = k->tls_want;
+        *deadline_ms = k->attempt_deadline;
     } else {
         *fd = c->fd;
         *events = QMTP_WANT_WRITE;
@@ -439,6 +479,17 @@ int qmtp_connect_step(qmtp_client *c, int ready)
         }
         k->look_at = qmtp_now_ms() + k->look_every;
         return QMTP_RUNNING;
+    }
+    if (k->handshaking) {
+        if (ready != 0 || qmtp_now_ms() < k->attempt_deadline) {
+            return handshake(c);
+        }
+        if (qmtp_call_limit_reached(c)) {
+            return connect_failed(c, qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "in the TLS handshake with %s (%s)",
+                                               c->host, k->where));
+        }
+        return connect_failed(c, qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the handshake with the server at %s timed out after %.3g s",
+                                           k->where, (double)c->connect_ms / 1000.0));
     }
     if (ready == 0) {
         if (qmtp_now_ms() < k->attempt_deadline) {
@@ -515,13 +566,18 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
     rc = try_addresses(c);
     while (rc == QMTP_RUNNING) {
         struct pollfd p;
-        int64_t left = c->connecting->attempt_deadline - qmtp_now_ms();
+        int fd;
+        int events;
+        int64_t deadline;
+        int64_t left;
         int n;
         int ready = 0;
 
+        qmtp_connect_wants(c, &fd, &events, &deadline);
+        left = deadline - qmtp_now_ms();
         if (left > 0) {
-            p.fd = c->fd;
-            p.events = POLLOUT;
+            p.fd = fd;
+            p.events = (short)((events & QMTP_WANT_READ ? POLLIN : 0) | (events & QMTP_WANT_WRITE ? POLLOUT : 0));
             p.revents = 0;
             n = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
             if (n < 0 && errno != EINTR) {
@@ -533,7 +589,7 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
                 rc = qmtp_fail(c, QMTP_E_INTR, EINTR, "connecting to %s was interrupted", host);
                 break;
             }
-            ready = n > 0 ? QMTP_WANT_WRITE : 0;
+            ready = n > 0 ? QMTP_WANT_READ | QMTP_WANT_WRITE : 0;
         }
         rc = qmtp_connect_step(c, ready);
     }
@@ -545,6 +601,9 @@ int qmtp_close(qmtp_client *c)
 {
     if (c->fd < 0) {
         return 0;
+    }
+    if (c->tls != NULL) {
+        qmtp_tls_end(c);
     }
     /* close(2) even on EINTR: retrying could close a descriptor another
      * thread has just been given. */
@@ -591,6 +650,13 @@ int qmtp_idle_check(qmtp_client *c)
     p.revents = 0;
     if (poll(&p, 1, 0) <= 0) {
         return 1; /* nothing to read: the usual healthy state */
+    }
+    if (c->tls != NULL) {
+        if (qmtp_tls_idle_check(c) == QMTP_OK) {
+            return 1;
+        }
+        qmtp_close(c);
+        return 0;
     }
     do {
         n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -223,9 +223,26 @@ static int read_some(struct qmtp_run *r, int flags)
     if (qmtp_buf_reserve(&c->in, READ_CHUNK) != QMTP_OK) {
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
-    do {
-        n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, flags);
-    } while (n < 0 && errno == EINTR);
+    if (c->tls != NULL) {
+        n = qmtp_tls_read(c, c->in.p + c->in.len, c->in.cap - c->in.len);
+        /* Decrypted bytes may wait inside OpenSSL, where poll cannot see
+         * them: take them all now. */
+        while (n > 0 && qmtp_tls_pending(c) && qmtp_buf_reserve(&c->in, (size_t)n + READ_CHUNK) == QMTP_OK) {
+            ssize_t more = qmtp_tls_read(c, c->in.p + c->in.len + n, c->in.cap - c->in.len - (size_t)n);
+            if (more <= 0) {
+                break;
+            }
+            n += more;
+        }
+        if (n == -2) {
+            r->unclean_eof = 1;
+            return qmtp_fail(c, QMTP_E_EOF, 0, "connection closed by the server without ending TLS (no close_notify)");
+        }
+    } else {
+        do {
+            n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, flags);
+        } while (n < 0 && errno == EINTR);
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return QMTP_OK;
@@ -401,7 +418,7 @@ static int finish_failed(struct qmtp_run *r, int status)
     /* Only a clean hang-up after exactly one whole answer can mean "one
      * answer per package": bytes of a second answer show the server was
      * answering per recipient, and then the rest were simply not received. */
-    if (status == QMTP_E_EOF && r->half_closed && r->apkg < c->npkgs && r->apkg_got == 1 &&
+    if (status == QMTP_E_EOF && r->half_closed && !r->unclean_eof && r->apkg < c->npkgs && r->apkg_got == 1 &&
         c->in.len == 0 && r->apkg + 1 == r->pkgs_written) {
         one_answer_then_hangup(r);
     }
@@ -484,6 +501,9 @@ static int prepare(struct qmtp_run *r)
         }
         c->pkgs[i].first_slot = r->total;
         c->pkgs[i].status = QMTP_E_NOTSENT;
+        if (c->tls != NULL) {
+            c->pkgs[i].no_sendfile = 1; /* its bytes go through TLS */
+        }
         free(c->pkgs[i].error);
         c->pkgs[i].error = NULL;
         r->total += c->pkgs[i].nrcpt;
@@ -581,6 +601,9 @@ static int run_check(struct qmtp_run *r)
     }
     now = qmtp_now_ms();
     if (stall_point(r, &stall_at) && now >= stall_at) {
+        if (c->tls != NULL) {
+            qmtp_tls_half_close(c); /* close_notify, then the socket's FIN */
+        }
         shutdown(c->fd, SHUT_WR);
         r->half_closed = 1;
         r->last_progress = now;
@@ -707,6 +730,9 @@ static int64_t run_deadline(const struct qmtp_run *r)
     if (stall_point(r, &stall_at) && stall_at < deadline) {
         deadline = stall_at;
     }
+    if (qmtp_tls_pending(r->c)) {
+        deadline = qmtp_now_ms(); /* step now: the bytes are there */
+    }
     return deadline;
 }
 
@@ -748,6 +774,10 @@ static int wait_ready(struct qmtp_run *r, int *ready)
     int rc;
 
     *ready = 0;
+    if (qmtp_tls_pending(c)) {
+        *ready = QMTP_WANT_READ;
+        return QMTP_OK;
+    }
     if (now >= wake) {
         return QMTP_OK; /* run_check acts on it */
     }

@@ -344,12 +344,16 @@ int qmtp_write_some(struct qmtp_run *r)
     if (by_sendfile(p) && r->w.seg == SEG_HEAD) {
         flags |= MSG_MORE; /* the head waits for the file's first bytes */
     }
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)niov;
-    do {
-        n = sendmsg(c->fd, &msg, flags);
-    } while (n < 0 && errno == EINTR);
+    if (c->tls != NULL) {
+        n = qmtp_tls_write(c, iov, niov);
+    } else {
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)niov;
+        do {
+            n = sendmsg(c->fd, &msg, flags);
+        } while (n < 0 && errno == EINTR);
+    }
     if (n < 0) {
         return errno == EAGAIN || errno == EWOULDBLOCK ? QMTP_OK : lost(c, errno);
     }

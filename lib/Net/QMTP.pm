@@ -37,7 +37,15 @@ my %ANSWERS = (
 my %OPTION = map { $_ => 1 } qw(
     Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse LocalAddr
     BusyWait Answers TotalTimeout
+    SSL SSL_ca_file SSL_ca_path SSL_verify_mode SSL_hostname SSL_fingerprint SSL_cert_file SSL_key_file
+    SSL_min_version
 );
+my %TLS_VERSION = ('TLSv1_2' => 0x0303, 'TLSv1.2' => 0x0303, 'TLSv1_3' => 0x0304, 'TLSv1.3' => 0x0304);
+
+# QMTPS, TLS from the first byte (s/qmail's port 6209), where this build
+# has it (OpenSSL found when it was built).
+sub can_tls { return _can_tls() ? 1 : 0 }
+sub can_ssl { return _can_tls() ? 1 : 0 } # Net::SMTP's name for it
 
 sub new {
     my $proto = shift;
@@ -109,6 +117,7 @@ sub new {
         $self->{QMTP_LOCALADDR} = $v;
         _local_addr($self, $v);
     }
+    $self->_configure_tls(\%args);
     $self->_configure_core;
     $self->_debug("Net::QMTP $VERSION, server " . (ref $server ? join(', ', @$server) : $server)
         . ", answers $self->{QMTP_ANSWERS}");
@@ -156,6 +165,54 @@ sub _seconds {
     my ($name, $value) = @_;
     return $value + 0 if _is_seconds($value) && $value > 0;
     croak "$name must be a positive number of seconds, not '" . (defined $value ? $value : 'undef') . "'";
+}
+
+# The TLS options, checked here at the caller's line; files are read by
+# the core now, so that a missing one is named before any connection.
+sub _configure_tls {
+    my ($self, $args) = @_;
+    my @given = grep { /\ASSL_/ && defined $args->{$_} } sort keys %$args;
+    if (!$args->{SSL}) {
+        croak "Net::QMTP->new: $given[0] needs SSL => 1" if @given;
+        return;
+    }
+    _can_tls() or croak 'Net::QMTP->new: SSL => 1, but this Net::QMTP was built without TLS: '
+        . 'install OpenSSL\'s headers (Debian: apt-get install libssl-dev) and build it again';
+    $self->{PORT} = 6209 unless defined $args->{Port};
+    my $verify = defined $args->{SSL_verify_mode} ? $args->{SSL_verify_mode} : 1;
+    $verify =~ /\A[01]\z/
+        or croak "SSL_verify_mode must be 1 (check the server's certificate, the default) or 0 (unsafe: none), not '"
+        . _printable("$verify") . "'";
+    my $pins;
+    if (defined $args->{SSL_fingerprint}) {
+        my @list = ref $args->{SSL_fingerprint} eq 'ARRAY' ? @{ $args->{SSL_fingerprint} } : ($args->{SSL_fingerprint});
+        croak 'SSL_fingerprint needs at least one fingerprint' unless @list;
+        for my $fp (@list) {
+            my $hex = defined $fp && !ref $fp && $fp =~ /\A(?:sha256[\$:])?((?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2})\z/ ? $1 : undef;
+            defined $hex
+                or croak "SSL_fingerprint must be the certificate's SHA-256 fingerprint, 'sha256\$' and 64 hex digits "
+                . "(colons allowed), not '" . _printable(defined $fp ? "$fp" : 'undef') . "'";
+            $hex =~ tr/://d;
+            $pins .= pack 'H*', $hex;
+        }
+    }
+    my $min = 0;
+    if (defined $args->{SSL_min_version}) {
+        $min = $TLS_VERSION{ $args->{SSL_min_version} }
+            or croak "SSL_min_version must be 'TLSv1_2' or 'TLSv1_3', not '" . _printable("$args->{SSL_min_version}") . "'";
+    }
+    for my $name (qw(SSL_ca_file SSL_ca_path SSL_cert_file SSL_key_file SSL_hostname)) {
+        my $v = $args->{$name};
+        next unless defined $v;
+        croak "$name must be a non-empty string" if ref $v || !length $v;
+        croak "$name '" . _printable($v) . "' contains a NUL byte" if index($v, "\0") >= 0;
+    }
+    croak 'SSL_key_file needs SSL_cert_file' if defined $args->{SSL_key_file} && !defined $args->{SSL_cert_file};
+    $self->{QMTP_TLS} = 1;
+    _tls($self, 1, $verify, @$args{qw(SSL_ca_file SSL_ca_path SSL_hostname)}, $pins,
+        @$args{qw(SSL_cert_file SSL_key_file)}, $min)
+        or croak 'Net::QMTP->new: ' . (_error($self))[1];
+    return;
 }
 
 # Without ConnectTimeout, Timeout bounds connecting too, as Net::SMTP's

@@ -108,6 +108,7 @@ sub start {
 		backend     => $backend,
 		env         => {%$env},
 		concurrency => $opt{concurrency},
+		wrapper     => $opt{wrapper} || [],   # a program between tcpserver and mailfront (tlswrapper ...)
 		lifetime    => defined $opt{lifetime} ? $opt{lifetime} : $DEFAULT_LIFETIME,
 		tcpserver   => tcpserver_path(),
 		mailfront   => mailfront_path(),
@@ -182,7 +183,7 @@ sub _spawn {
 	my ($self, $port) = @_;
 	my @cmd = ($self->{tcpserver});
 	push @cmd, '-c', $self->{concurrency} if $self->{concurrency};
-	push @cmd, '-R', '-H', '-l0', '127.0.0.1', $port,
+	push @cmd, '-R', '-H', '-l0', '127.0.0.1', $port, @{ $self->{wrapper} },
 		$self->{mailfront}, 'qmtp', $self->{backend}, @{ $self->{plugins} };
 
 	my $ppid = $$;

@@ -1,0 +1,470 @@
+/* QMTPS: TLS from the first byte of the connection (as s/qmail's
+ * qmail-remote speaks it, port 6209), through OpenSSL, behind the
+ * engine's own reads and writes, so that the run, pipelining, the
+ * deadlines, the half-close and the steps of a non-blocking caller work
+ * the same. The socket stays non-blocking: OpenSSL's "want read" and
+ * "want write" become what qmtp_wants asks for. Built with QMTP_TLS
+ * (Makefile.PL defines it when OpenSSL is found); without it, TLS is
+ * refused with a text saying so. */
+#define _GNU_SOURCE 1
+#include "qmtp_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifdef QMTP_TLS
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Bytes gathered for one SSL_write at most: a few records. */
+#define TLS_CHUNK (64 * 1024)
+
+struct qmtp_tls {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int verify;
+    char *server_name;       /* the name checked and sent; NULL: the host connected to */
+    unsigned char *pins;     /* SHA-256 fingerprints, 32 bytes each */
+    size_t npins;
+    pid_t pid;               /* the process whose connection ssl is */
+    int established;         /* the handshake is done */
+    int shut;                /* our close_notify is sent */
+    /* What was handed to SSL_write and not yet taken (a write that wanted
+     * to wait): OpenSSL wants the same bytes again, and the engine's cursor
+     * moves only past bytes taken. */
+    struct qmtp_buf pend;
+};
+
+int qmtp_tls_available(void)
+{
+    return 1;
+}
+
+static char *copy(const char *s)
+{
+    size_t n;
+    char *p;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    n = strlen(s) + 1;
+    p = malloc(n);
+    if (p != NULL) {
+        memcpy(p, s, n);
+    }
+    return p;
+}
+
+/* OpenSSL's reason for the last failure, or fallback. */
+static const char *ssl_reason(const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    return r != NULL ? r : fallback;
+}
+
+static void tls_free(struct qmtp_tls *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->ssl != NULL) {
+        SSL_free(t->ssl);
+    }
+    SSL_CTX_free(t->ctx);
+    free(t->server_name);
+    free(t->pins);
+    qmtp_buf_free(&t->pend);
+    free(t);
+}
+
+void qmtp_tls_free(qmtp_client *c)
+{
+    tls_free(c->tls);
+    c->tls = NULL;
+}
+
+int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
+{
+    struct qmtp_tls *t;
+    int min = o != NULL && o->min_version != 0 ? o->min_version : TLS1_2_VERSION;
+
+    if (qmtp_busy(c) || c->fd >= 0) {
+        return qmtp_fail(c, QMTP_E_STATE, 0, "TLS settings change only while not connected");
+    }
+    qmtp_tls_free(c);
+    if (o == NULL || !o->enable) {
+        return QMTP_OK;
+    }
+    if (min != TLS1_2_VERSION && min != TLS1_3_VERSION) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "unknown minimum TLS version 0x%04x", (unsigned)min);
+    }
+    if ((t = calloc(1, sizeof *t)) == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    }
+    ERR_clear_error();
+    t->ctx = SSL_CTX_new(TLS_client_method());
+    if (t->ctx == NULL || SSL_CTX_set_min_proto_version(t->ctx, min) != 1) {
+        tls_free(t);
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "TLS cannot be set up: %s", ssl_reason("no TLS context"));
+    }
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    t->verify = o->verify;
+    if (o->verify) {
+        int ok = o->ca_file != NULL || o->ca_path != NULL
+            ? SSL_CTX_load_verify_locations(t->ctx, o->ca_file, o->ca_path)
+            : SSL_CTX_set_default_verify_paths(t->ctx);
+        if (ok != 1) {
+            tls_free(t);
+            return qmtp_fail(c, QMTP_E_ARG, 0, "the CA certificates %s%s%s cannot be loaded: %s",
+                             o->ca_file != NULL ? o->ca_file : "", o->ca_file != NULL && o->ca_path != NULL ? " and " : "",
+                             o->ca_path != NULL ? o->ca_path : o->ca_file != NULL ? "" : "of the system",
+                             ssl_reason("unreadable"));
+        }
+    }
+    SSL_CTX_set_verify(t->ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (o->cert_file != NULL) {
+        const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
+
+        if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
+            int rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client certificate %s cannot be used: %s", o->cert_file,
+                               ssl_reason("unreadable"));
+            tls_free(t);
+            return rc;
+        }
+        if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(t->ctx) != 1) {
+            int rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
+            tls_free(t);
+            return rc;
+        }
+    }
+    if (o->npins > 0) {
+        if (o->npins > SIZE_MAX / 32 || (t->pins = malloc(o->npins * 32)) == NULL) {
+            tls_free(t);
+            return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+        }
+        memcpy(t->pins, o->pins, o->npins * 32);
+        t->npins = o->npins;
+    }
+    if (o->server_name != NULL && (t->server_name = copy(o->server_name)) == NULL) {
+        tls_free(t);
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+    }
+    c->tls = t;
+    return QMTP_OK;
+}
+
+static int is_ip(const char *s)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+int qmtp_tls_begin(qmtp_client *c, const char *host)
+{
+    struct qmtp_tls *t = c->tls;
+    const char *name = t->server_name != NULL ? t->server_name : host;
+
+    ERR_clear_error();
+    if (t->ssl != NULL) {
+        SSL_free(t->ssl);
+    }
+    t->established = 0;
+    t->shut = 0;
+    t->pend.len = 0;
+    t->pid = getpid();
+    t->ssl = SSL_new(t->ctx);
+    if (t->ssl == NULL || SSL_set_fd(t->ssl, c->fd) != 1) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "TLS cannot be set up: %s", ssl_reason("no TLS session"));
+    }
+    if (name == NULL || name[0] == '/') {
+        if (t->verify) {
+            return qmtp_fail(c, QMTP_E_TLS, 0, "TLS: no server name to check the certificate against "
+                                               "(a Unix socket): give one");
+        }
+        return QMTP_OK;
+    }
+    if (!is_ip(name) && SSL_set_tlsext_host_name(t->ssl, name) != 1) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "TLS: '%s' cannot be sent as the server name", name);
+    }
+    if (t->verify) {
+        int ok = is_ip(name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name)
+                             : SSL_set1_host(t->ssl, name);
+        if (ok != 1) {
+            return qmtp_fail(c, QMTP_E_ARG, 0, "TLS: '%s' cannot be checked as the server name", name);
+        }
+    }
+    return QMTP_OK;
+}
+
+/* The server's certificate against the pins, if any. */
+static int check_pins(qmtp_client *c, const char *where)
+{
+    struct qmtp_tls *t = c->tls;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * 32 + 1];
+    X509 *cert;
+    size_t i;
+
+    if (t->npins == 0) {
+        return QMTP_OK;
+    }
+    cert = SSL_get1_peer_certificate(t->ssl);
+    if (cert == NULL || X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+        X509_free(cert);
+        return qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the server at %s showed no certificate to check against the pinned fingerprint", where);
+    }
+    X509_free(cert);
+    for (i = 0; i < t->npins; i++) {
+        if (memcmp(t->pins + 32 * i, md, 32) == 0) {
+            return QMTP_OK;
+        }
+    }
+    for (i = 0; i < 32; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+    return qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the certificate of the server at %s matches no pinned fingerprint "
+                                       "(its SHA-256 fingerprint is %s)", where, hex);
+}
+
+int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where)
+{
+    struct qmtp_tls *t = c->tls;
+    int r;
+    int e;
+
+    ERR_clear_error();
+    r = SSL_connect(t->ssl);
+    if (r == 1) {
+        t->established = 1;
+        *want = 0;
+        return check_pins(c, where);
+    }
+    e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_READ ? QMTP_WANT_READ : QMTP_WANT_WRITE;
+        return QMTP_RUNNING;
+    }
+    if (t->verify && SSL_get_verify_result(t->ssl) != X509_V_OK) {
+        long v = SSL_get_verify_result(t->ssl);
+        return qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the certificate of the server at %s was not accepted: %s", where,
+                         X509_verify_cert_error_string(v));
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        return qmtp_fail(c, QMTP_E_TLS, errno == 0 ? 0 : errno,
+                         "TLS: the handshake with the server at %s failed: the connection was closed", where);
+    }
+    return qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the handshake with the server at %s failed: %s", where,
+                     ssl_reason("not a TLS server?"));
+}
+
+ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
+{
+    struct qmtp_tls *t = c->tls;
+    int n;
+    int e;
+
+    ERR_clear_error();
+    n = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0) {
+        return n;
+    }
+    e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0; /* close_notify: the server ended the stream */
+    }
+    if (e == SSL_ERROR_SYSCALL && errno != 0 && ERR_peek_error() == 0) {
+        return -1; /* reset, and the like: errno says */
+    }
+    /* An end without close_notify (OpenSSL 3 reports it as an error), or
+     * a record that is not one: not a clean end of what the server sent. */
+    errno = ECONNABORTED;
+    return -2;
+}
+
+ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
+{
+    struct qmtp_tls *t = c->tls;
+    int n;
+    int e;
+    int i;
+
+    if (t->pend.len == 0) {
+        for (i = 0; i < niov && t->pend.len < TLS_CHUNK; i++) {
+            size_t take = iov[i].iov_len < TLS_CHUNK - t->pend.len ? iov[i].iov_len : TLS_CHUNK - t->pend.len;
+
+            if (qmtp_buf_append(&t->pend, iov[i].iov_base, take) != QMTP_OK) {
+                errno = ENOMEM;
+                return -1;
+            }
+        }
+    }
+    ERR_clear_error();
+    n = SSL_write(t->ssl, t->pend.p, (int)t->pend.len);
+    if (n > 0) {
+        memmove(t->pend.p, t->pend.p + n, t->pend.len - (size_t)n);
+        t->pend.len -= (size_t)n;
+        return n;
+    }
+    e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (errno == 0 || ERR_peek_error() != 0) {
+        errno = EPIPE;
+    }
+    return -1;
+}
+
+int qmtp_tls_pending(const qmtp_client *c)
+{
+    return c->tls != NULL && c->tls->ssl != NULL && c->tls->established && SSL_pending(c->tls->ssl) > 0;
+}
+
+void qmtp_tls_half_close(qmtp_client *c)
+{
+    struct qmtp_tls *t = c->tls;
+
+    if (t->ssl != NULL && t->established && !t->shut) {
+        t->shut = 1;
+        ERR_clear_error();
+        SSL_shutdown(t->ssl); /* our close_notify; what the server sends is still read */
+    }
+}
+
+void qmtp_tls_end(qmtp_client *c)
+{
+    struct qmtp_tls *t = c->tls;
+
+    if (t == NULL || t->ssl == NULL) {
+        return;
+    }
+    /* A forked child's copy must not end its parent's session: only the
+     * process that made it says close_notify. */
+    if (t->pid == getpid() && t->established && !t->shut) {
+        ERR_clear_error();
+        SSL_shutdown(t->ssl);
+    }
+    SSL_free(t->ssl);
+    t->ssl = NULL;
+    t->established = 0;
+    t->pend.len = 0;
+    ERR_clear_error();
+}
+
+int qmtp_tls_idle_check(qmtp_client *c)
+{
+    struct qmtp_tls *t = c->tls;
+    char byte;
+    int n;
+    int e;
+
+    ERR_clear_error();
+    n = SSL_peek(t->ssl, &byte, 1);
+    if (n > 0) {
+        return qmtp_fail(c, QMTP_E_PROTO, 0, "the server sent bytes on an idle connection");
+    }
+    e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        return QMTP_OK; /* nothing, or only TLS's own messages (session tickets) */
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return qmtp_fail(c, QMTP_E_EOF, 0, "the server closed the idle connection");
+    }
+    return qmtp_fail(c, QMTP_E_IO, 0, "the idle connection failed: %s", ssl_reason("TLS error"));
+}
+
+#else /* built without OpenSSL */
+
+int qmtp_tls_available(void)
+{
+    return 0;
+}
+
+int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
+{
+    if (o == NULL || !o->enable) {
+        return QMTP_OK;
+    }
+    return qmtp_fail(c, QMTP_E_ARG, 0, "this build has no TLS (it was built without OpenSSL)");
+}
+
+void qmtp_tls_free(qmtp_client *c)
+{
+    (void)c;
+}
+
+int qmtp_tls_begin(qmtp_client *c, const char *host)
+{
+    (void)host;
+    return qmtp_fail(c, QMTP_E_ARG, 0, "this build has no TLS");
+}
+
+int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where)
+{
+    (void)want;
+    (void)where;
+    return qmtp_fail(c, QMTP_E_ARG, 0, "this build has no TLS");
+}
+
+ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
+{
+    (void)c;
+    (void)buf;
+    (void)len;
+    errno = ENOTSUP;
+    return -1;
+}
+
+ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
+{
+    (void)c;
+    (void)iov;
+    (void)niov;
+    errno = ENOTSUP;
+    return -1;
+}
+
+int qmtp_tls_pending(const qmtp_client *c)
+{
+    (void)c;
+    return 0;
+}
+
+void qmtp_tls_half_close(qmtp_client *c)
+{
+    (void)c;
+}
+
+void qmtp_tls_end(qmtp_client *c)
+{
+    (void)c;
+}
+
+int qmtp_tls_idle_check(qmtp_client *c)
+{
+    (void)c;
+    return QMTP_OK;
+}
+
+#endif

@@ -1,0 +1,247 @@
+# QMTPS: TLS from the first byte, against real TLS wrappers in front of
+# real and scripted QMTP servers: stunnel4 (TLS 1.3) and tlswrapper (TLS
+# 1.2) in front of mailfront, stunnel4 in front of Test::QMTPServer for
+# the faults. Certificates are made here with the openssl command.
+use strict;
+use warnings;
+
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use Net::QMTP;
+
+my $require = $ENV{NET_QMTP_REQUIRE_TLS};
+
+if (!Net::QMTP->can_tls) {
+    # A build without OpenSSL: TLS options say how to get it.
+    my $line;
+    eval { $line = __LINE__; Net::QMTP->new('127.0.0.1', SSL => 1, DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: SSL => 1, but this Net::QMTP was built without TLS: install OpenSSL's headers .* at \Q$0\E line $line\.$/,
+        'without TLS built in, SSL => 1 dies saying how to get it');
+    ok(!Net::QMTP->can_ssl, 'can_ssl is false too');
+    fail('TLS is required here (NET_QMTP_REQUIRE_TLS=1): build with libssl-dev') if $require;
+    done_testing;
+    exit 0;
+}
+
+use Test::TLS;
+use Test::Mailfront;
+use Test::QMTPServer;
+use Test::QMTPFaults qw(fd_count case serve_well);
+
+my @missing = (Test::TLS::missing(qw(openssl stunnel4 tlswrapper)), Test::Mailfront::missing());
+if (@missing) {
+    if ($require) {
+        plan tests => 1;
+        fail("TLS tests need @missing (NET_QMTP_REQUIRE_TLS=1): apt-get install openssl stunnel4 tlswrapper mailfront ucspi-tcp");
+        exit 0;
+    }
+    plan skip_all => "TLS tests need @missing (Debian: openssl stunnel4 tlswrapper mailfront ucspi-tcp)";
+}
+
+$SIG{ALRM} = sub { die "timed out\n" };
+my $SLOW = $ENV{NET_QMTP_VALGRIND} ? 5 : 1;
+
+my $c = Test::TLS::certificates();
+my %trust = (SSL => 1, SSL_ca_file => $c->{ca});
+my $msg = "Subject: over TLS\n\n" . join('', map { "line $_\n" } 1 .. 50);
+
+sub one {
+    my ($port, %o) = @_;
+    my $q = Net::QMTP->new('localhost', Port => $port, Timeout => 10 * $SLOW, ConnectTimeout => 5 * $SLOW, %o);
+    return ($q, $@) unless $q;
+    $q->sender('s@example.org');
+    $q->recipient('r@example.net');
+    $q->message($msg);
+    my $r = $q->send;
+    return ($q, $r ? $r->{'r@example.net'} : 'not sent: ' . $q->error);
+}
+
+case 'options are checked at the caller' => sub {
+    my $line;
+    ok(Net::QMTP->can_tls && Net::QMTP->can_ssl, 'this build has TLS');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL_ca_file => $c->{ca}, DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: SSL_ca_file needs SSL => 1 at \Q$0\E line $line\.$/, 'an SSL_ option without SSL');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_file => "$c->{dir}/none.pem", DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the CA certificates \Q$c->{dir}\E\/none\.pem cannot be loaded: .* at \Q$0\E line $line\.$/,
+        'a CA file that is not there is named');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_fingerprint => 'sha256$abc', DeferConnect => 1) };
+    like($@, qr/\ASSL_fingerprint must be the certificate's SHA-256 fingerprint, .* not 'sha256\$abc' at \Q$0\E line $line\.$/,
+        'a fingerprint that is none');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_min_version => 'SSLv3', DeferConnect => 1) };
+    like($@, qr/\ASSL_min_version must be 'TLSv1_2' or 'TLSv1_3', not 'SSLv3' at \Q$0\E line $line\.$/, 'a version unknown');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_verify_mode => 2, DeferConnect => 1) };
+    like($@, qr/\ASSL_verify_mode must be 1 .* or 0 .*, not '2' at \Q$0\E line $line\.$/, 'a verify mode unknown');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_cert_file => $c->{client}, SSL_key_file => $c->{other_key}, DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the client key .* cannot be used: .* at \Q$0\E line $line\.$/, 'a key that is not the certificate\'s');
+    my $q = Net::QMTP->new('localhost', SSL => 1, DeferConnect => 1);
+    is($q->{PORT}, 6209, 'SSL => 1: port 6209 unless told');
+};
+
+my $mf = Test::Mailfront->start(plugins => ['accept']);
+my $st = Test::TLS->stunnel_to($mf->port, cert => $c->{server}, key => $c->{server_key});
+my $tw = Test::Mailfront->start(plugins => ['accept'], wrapper => [ Test::TLS::tlswrapper(), '-q', '-f', $c->{server_keycert} ]);
+
+for my $w ([ stunnel => $st->port ], [ tlswrapper => $tw->port ]) {
+    my ($name, $port) = @$w;
+    my $server = $name eq 'stunnel' ? $mf : $tw;
+    case "$name: verified by default, byte for byte" => sub {
+        $server->clear;
+        my ($q, $r) = one($port, %trust);
+        like($r, qr/\Asuccess: /, 'accepted');
+        ok($server->wait_queued(1, 10), 'queued');
+        my ($got) = $server->queued;
+        is($got->{message}, $msg, 'the message, byte for byte');
+        is_deeply($got->{recipients}, ['r@example.net'], 'its recipient');
+        ok($q->disconnect, 'disconnect (close_notify)');
+    };
+    case "$name: pipelined, several recipients, once-per-package answers found out" => sub {
+        $server->clear;
+        my $q = Net::QMTP->new('localhost', Port => $port, %trust, Timeout => 10 * $SLOW);
+        my @jobs = map { { sender => 's@x', recipients => [ "a$_\@x", "b$_\@x" ], message => "job $_\n" } } 1 .. 5;
+        my $res = $q->send_many(@jobs);
+        my $ok = grep { my $r = $_; $r->{result} && !grep({ !/^success/ } values %{ $r->{result} }) } @$res;
+        is($ok, 5, 'every recipient accepted (the half-close over TLS taught the answering style)')
+            or diag explain [ map { $_->{error} // [ values %{ $_->{result} } ] } @$res ];
+        my $p = Net::QMTP->new('localhost', Port => $port, %trust, Answers => 'package');
+        $res = $p->send_many(map { { sender => 's@x', recipients => ['r@x'], message => "batch $_\n" } } 1 .. 200);
+        is(scalar(grep { $_->{result} && $_->{result}{'r@x'} =~ /^success/ } @$res), 200, '200 pipelined, declared per package');
+    };
+}
+
+case 'stunnel: a 50 MiB file' => sub {
+    $mf->clear;
+    my $file = "$c->{dir}/big.eml";
+    open my $fh, '>', $file or die $!;
+    my $line = ('x' x 1023) . "\n";
+    print $fh $line x (50 * 1024);
+    close $fh;
+    my $q = Net::QMTP->new('localhost', Port => $st->port, %trust, Timeout => 30 * $SLOW);
+    $q->sender('s@x');
+    $q->recipient('r@x');
+    $q->message_from_file($file);
+    my $r = $q->send;
+    like($r && $r->{'r@x'}, qr/\Asuccess: /, 'accepted');
+    ok($mf->wait_queued(1, 30), 'queued');
+    my ($got) = $mf->queued;
+    is(length $got->{message}, 50 * 1024 * 1024, 'all 50 MiB arrived');
+    unlink $file;
+};
+
+# Verification failures, each named.
+my %bad = (
+    expired => [ $c->{expired}, $c->{expired_key}, {}, qr/certificate has expired/ ],
+    'another name' => [ $c->{other}, $c->{other_key}, {}, qr/hostname mismatch/ ],
+    'self-signed' => [ $c->{self}, $c->{self_key}, {}, qr/self.signed certificate/ ],
+    'unknown issuer (the system store)' => [ $c->{server}, $c->{server_key}, { SSL_ca_file => undef }, qr/unable to get local issuer certificate/ ],
+);
+for my $case (sort keys %bad) {
+    my ($cert, $key, $over, $why) = @{ $bad{$case} };
+    case "a certificate not accepted: $case" => sub {
+        my $s = Test::TLS->stunnel_to($mf->port, cert => $cert, key => $key);
+        my %o = (%trust, %$over);
+        delete $o{$_} for grep { !defined $o{$_} } keys %o;
+        my $fds = fd_count();
+        my $q = Net::QMTP->new('localhost', Port => $s->port, %o);
+        ok(!$q, 'no connection');
+        like($@, qr/\ATLS: the certificate of the server at 127\.0\.0\.1 port \d+ was not accepted: $why/, "error() says why: $why");
+        undef $q;
+        is(fd_count(), $fds, 'no descriptor left');
+        my $insecure = Net::QMTP->new('localhost', Port => $s->port, SSL => 1, SSL_verify_mode => 0);
+        ok($insecure, 'SSL_verify_mode => 0 connects all the same (unsafe, and explicit)');
+    };
+}
+
+case 'pinned fingerprints' => sub {
+    my $s = Test::TLS->stunnel_to($mf->port, cert => $c->{self}, key => $c->{self_key});
+    my $fp = $c->{fingerprint}{self};
+    my ($q, $r) = one($s->port, SSL => 1, SSL_verify_mode => 0, SSL_fingerprint => "sha256\$$fp");
+    like($r, qr/\Asuccess: /, 'the pinned certificate, not signed by any CA: accepted');
+    (my $colons = uc $fp) =~ s/(..)(?!$)/$1:/g;
+    ($q, $r) = one($s->port, SSL => 1, SSL_verify_mode => 0, SSL_fingerprint => [ 'sha256$' . ('0' x 64), $colons ]);
+    like($r, qr/\Asuccess: /, 'one of several, written with colons');
+    ($q, $r) = one($s->port, SSL => 1, SSL_verify_mode => 0, SSL_fingerprint => 'sha256$' . ('0' x 64));
+    ok(!$q, 'another certificate than pinned: no connection');
+    like($r, qr/\ATLS: the certificate of the server at .* matches no pinned fingerprint \(its SHA-256 fingerprint is $fp\)/,
+        'error() gives the fingerprint it saw');
+    ($q, $r) = one($st->port, %trust, SSL_fingerprint => "sha256\$$fp");
+    ok(!$q, 'verified and pinned: both must hold');
+};
+
+case 'client certificates' => sub {
+    my $s = Test::TLS->stunnel_to($mf->port, cert => $c->{server}, key => $c->{server_key}, ca => $c->{ca}, client => 1);
+    my ($q, $r) = one($s->port, %trust);
+    ok(!$q || $r !~ /\Asuccess/, 'without a client certificate: refused') or diag $r;
+    ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client}, SSL_key_file => $c->{client_key});
+    like($r, qr/\Asuccess: /, 'with one: accepted');
+    ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client_keycert});
+    like($r, qr/\Asuccess: /, 'key and certificate in one file');
+};
+
+case 'a minimum version' => sub {
+    my ($q, $r) = one($tw->port, %trust, SSL_min_version => 'TLSv1_3');
+    ok(!$q, 'tlswrapper speaks TLS 1.2 only: no connection with TLS 1.3 required');
+    like($r, qr/\ATLS: the handshake with the server at .* failed: /, 'the handshake failed, said');
+    ($q, $r) = one($st->port, %trust, SSL_min_version => 'TLSv1_3');
+    like($r, qr/\Asuccess: /, 'stunnel speaks TLS 1.3');
+};
+
+# Faults over TLS: stunnel in front of the scripted server.
+sub behind_stunnel {
+    my ($script) = @_;
+    my $srv = Test::QMTPServer->new(script => $script);
+    my $s = Test::TLS->stunnel_to($srv->port, cert => $c->{server}, key => $c->{server_key});
+    return ($srv, $s);
+}
+
+case 'faults: the server closes after 2 of 4 answers' => sub {
+    my ($srv, $s) = behind_stunnel(sub {
+        my ($c, $n) = @_;
+        return serve_well($c) if $n > 0;
+        for (1 .. 2) { $c->read_package or return; $c->answer_all('K', 'ok') or return }
+        $c->close;
+    });
+    my $q = Net::QMTP->new('localhost', Port => $s->port, %trust, Timeout => 5 * $SLOW);
+    my $res = $q->send_many(map { { sender => 's@x', recipients => ['r@x'], message => "m $_\n" } } 1 .. 4);
+    is(scalar(grep { $_->{result} && $_->{result}{'r@x'} =~ /^success/ } @$res), 2, 'two accepted');
+    ok(!grep({ $_->{result} && $_->{result}{'r@x'} =~ /^success/ } @$res[2, 3]), 'none after them is a success');
+};
+
+case 'faults: a stall past Timeout' => sub {
+    my ($srv, $s) = behind_stunnel(sub { my ($c) = @_; $c->read_package; $c->sleep(6) });
+    my $t0 = time;
+    my ($q, $r) = one($s->port, %trust, Timeout => 1);
+    like($r, qr/\Adeferral: no response received: timed out/, 'a deferral, timed out');
+    cmp_ok(time - $t0, '<=', 4 * $SLOW, 'within about the Timeout');
+};
+
+case 'faults: plain QMTP where TLS was expected (no TLS record)' => sub {
+    my $srv = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->write("8:Kwelcome,"); $c->sleep(2) });
+    my ($q, $r) = one($srv->port, %trust);
+    ok(!$q, 'no connection');
+    like($r, qr/\ATLS: the handshake with the server at .* failed: /, 'the handshake failed, said');
+};
+
+case 'faults: closed mid-handshake, and silent in it' => sub {
+    my $srv = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->read_bytes(10); $c->close });
+    my ($q, $r) = one($srv->port, %trust);
+    like($r, qr/\ATLS: the handshake with the server at .* failed: /, 'closed mid-handshake: said');
+    my $mute = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->sleep(5) });
+    my $t0 = time;
+    ($q, $r) = one($mute->port, %trust, ConnectTimeout => 1);
+    like($r, qr/\ATLS: the handshake with the server at .* timed out after 1 s/, 'silent: the handshake times out, ConnectTimeout');
+    cmp_ok(time - $t0, '<=', 3 * $SLOW, 'within about it');
+};
+
+case 'non-blocking over TLS' => sub {
+    require Test::AsyncCases;
+    my $q = Net::QMTP->new('localhost', Port => $st->port, %trust, DeferConnect => 1);
+    my @results;
+    my ($done) = Test::AsyncCases::poll_driver($q, on_result => sub { $results[ $_[1] ] = $_[0] },
+        jobs => [ map { { sender => 's@x', recipients => ['r@x'], message => "async $_\n" } } 1 .. 20 ]);
+    is($done->[0], 20, 'every job reported');
+    is(scalar(grep { $_->{ok} } @results), 20, 'every job accepted') or diag explain [ map { $_->{error} } @results ];
+};
+
+done_testing;
