@@ -234,6 +234,56 @@ case 'faults: closed mid-handshake, and silent in it' => sub {
     cmp_ok(time - $t0, '<=', 3 * $SLOW, 'within about it');
 };
 
+case 'qmtp-send --tls' => sub {
+    my $script = -f 'blib/script/qmtp-send' ? 'blib/script/qmtp-send' : 'bin/qmtp-send';
+    my $run = sub {
+        my ($in, @args) = @_;
+        my $dir = $c->{dir};
+        open my $fh, '>', "$dir/in.eml" or die $!;
+        print $fh $in;
+        close $fh;
+        my $cmd = join(' ', map { quotemeta } $^X, '-Mblib', $script, @args) . " < $dir/in.eml 2>$dir/err";
+        my $out = `$cmd`;
+        my $status = $? >> 8;
+        open my $e, '<', "$dir/err" or die $!;
+        local $/;
+        return ($status, $out, scalar <$e>);
+    };
+    $mf->clear;
+    my ($status, $out, $err) = $run->("Subject: cli\n\nhello\n", '--tls', '--tls-ca-file', $c->{ca},
+        '-s', 'localhost', '-p', $st->port, '-v', 'r@example.net');
+    is($status, 0, 'exit 0') or diag $err;
+    like($out, qr/\tr\@example\.net\tsuccess: /, 'the recipient accepted');
+    ok($mf->wait_queued(1, 10), 'queued');
+    ($status, $out, $err) = $run->("hello\n", '--tls', '-s', 'localhost', '-p', $st->port, 'r@example.net');
+    is($status, 111, 'a certificate not accepted: 111, try again later');
+    like($err, qr/\Aqmtp-send: TLS: the certificate of the server at .* was not accepted: unable to get local issuer certificate/,
+        '... saying why');
+    ($status, $out, $err) = $run->("hello\n", '--tls-ca-file', $c->{ca}, 'r@example.net');
+    is($status, 100, 'a --tls- option without --tls: 100');
+    like($err, qr/\Aqmtp-send: --tls-ca-file goes with --tls/, '... saying so');
+};
+
+case 'the Email::Sender transport with ssl' => sub {
+    return pass('Email::Sender is not installed: nothing to check')
+        unless eval { require Email::Sender::Simple; require Email::Sender::Transport::QMTP; 1 };
+    $mf->clear;
+    my $email = "From: a\@example.org\nTo: r\@example.net\nSubject: transport\n\nhi\n";
+    my $t = Email::Sender::Transport::QMTP->new(host => 'localhost', port => $st->port, ssl => 1,
+        ssl_options => { SSL_ca_file => $c->{ca} });
+    my $r = Email::Sender::Simple->try_to_send($email, { transport => $t, to => ['r@example.net'], from => 'a@example.org' });
+    ok($r && $r->isa('Email::Sender::Success'), 'sent') or diag explain $r;
+    ok($mf->wait_queued(1, 10), 'queued');
+    my $u = Email::Sender::Transport::QMTP->new(host => 'localhost', port => $st->port, ssl => 1);
+    eval { Email::Sender::Simple->send($email, { transport => $u, to => ['r@example.net'], from => 'a@example.org' }) };
+    my $f = $@;
+    ok(ref $f && $f->isa('Email::Sender::Failure::Temporary'), 'a certificate not accepted: a temporary failure');
+    like(ref $f ? $f->message : $f, qr/was not accepted: unable to get local issuer certificate/, '... saying why');
+    my $line;
+    eval { $line = __LINE__; Email::Sender::Transport::QMTP->new(ssl_options => { SSL_ca_file => $c->{ca} }) };
+    like($@, qr/\AEmail::Sender::Transport::QMTP: ssl_options need ssl => 1 at \Q$0\E line $line\.$/, 'ssl_options without ssl');
+};
+
 case 'non-blocking over TLS' => sub {
     require Test::AsyncCases;
     my $q = Net::QMTP->new('localhost', Port => $st->port, %trust, DeferConnect => 1);

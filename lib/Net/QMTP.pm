@@ -1302,7 +1302,52 @@ answers are matched one per recipient, and one answer is never taken for
 a whole message. C<'auto'> finds out on each connection, at a cost; see
 L</"SERVERS THAT ANSWER ONCE PER MESSAGE"> for exactly what it infers.
 
+=item SSL
+
+True: QMTPS, TLS from the first byte of every connection, on port 6209
+unless C<Port> says otherwise; the server's certificate is checked (see
+L</"QMTP OVER TLS (QMTPS)"> and the C<SSL_*> options below, which need
+it). Dies, saying how to get TLS, when this Net::QMTP was built without
+OpenSSL (C<can_tls>).
+
+=item SSL_ca_file, SSL_ca_path
+
+The CA certificates to trust (a PEM file; a hashed directory, as
+C<openssl rehash> makes), instead of the system's store.
+
+=item SSL_verify_mode
+
+1 (the default): the certificate chain and the server's name are
+checked. 0: neither is, and anyone on the path can read and change the
+mail; unsafe, for tests, or with C<SSL_fingerprint>.
+
+=item SSL_hostname
+
+The name the certificate must be for, also sent as SNI; by default the
+host given (for an address, the certificate must name the address).
+
+=item SSL_fingerprint
+
+The SHA-256 fingerprint of the server's certificate, as C<'sha256$HEX'>
+(colons allowed: C<openssl x509 -fingerprint -sha256> prints it so), or
+a list of them: the certificate must be one of them, with or without
+C<SSL_verify_mode> (pinning, as s/qmail offers).
+
+=item SSL_cert_file, SSL_key_file
+
+A client certificate chain and its key (PEM; the key may be in the
+certificate's file), for servers that ask for one.
+
+=item SSL_min_version
+
+C<'TLSv1_2'> (the default) or C<'TLSv1_3'>.
+
 =back
+
+=head2 can_tls(), can_ssl()
+
+Class methods: true when this build has TLS (it found OpenSSL when it
+was built). C<can_ssl> is Net::SMTP's name for it.
 
 =head1 METHODS
 
@@ -1867,6 +1912,40 @@ accepted the message. It needs Email::Sender (Debian:
 libemail-sender-perl); Net::QMTP itself does not.
 L<Email::Sender::Transport::QMTP::Persistent> keeps one connection
 across messages.
+
+=head1 QMTP OVER TLS (QMTPS)
+
+QMTP has no encryption of its own. QMTPS, as s/qmail's qmail-remote speaks
+it, is TLS from the first byte of the connection (implicit TLS, like
+SMTPS on port 465), on port 6209, and plain QMTP inside; any QMTP server
+serves it behind a TLS wrapper (tlswrapper or stunnel under tcpserver, in
+front of qmail-qmtpd or mailfront):
+
+ my $qmtp = Net::QMTP->new('mail.example.org', SSL => 1)
+     or die "cannot connect: $@\n";
+
+The certificate is checked by default, against the system's CA store (or
+C<SSL_ca_file>, C<SSL_ca_path>), and must be for the host given (or
+C<SSL_hostname>), which is also sent as SNI. A certificate not accepted
+ends the connect with OpenSSL's reason in C<error()> (and C<$@> from
+C<new>): C<TLS: the certificate of the server at 192.0.2.25 port 6209 was
+not accepted: certificate has expired> (or C<unable to get local issuer
+certificate>, C<self-signed certificate>, C<hostname mismatch>, ...); a
+handshake that fails for another reason, or takes longer than
+C<ConnectTimeout>, says so. C<SSL_fingerprint> pins the certificate;
+C<SSL_verify_mode =E<gt> 0> turns checking off, which is unsafe and must
+be said.
+
+Everything else is as without TLS: pipelining, the timeouts, the
+non-blocking interface, the results. Message files go through TLS (read,
+then encrypted: not sendfile; the kernel's TLS is not used). The
+half-close that finds out how a server answers (L</"SERVERS THAT ANSWER
+ONCE PER MESSAGE">) sends TLS's close_notify, then closes the writing side
+of the socket; a server's hang-up counts only when its stream ends with a
+close_notify too (tlswrapper and stunnel send one), because anyone on the
+path can cut a connection but not fake that. C<disconnect> sends
+close_notify; a forked child's copy of the object never does (the session
+is its parent's).
 
 =head1 SENDING WITHOUT BLOCKING
 

@@ -39,7 +39,7 @@ my %OUTCOME = (
 sub new {
 	my ($class, %arg) = @_;
 	my %known = map { $_ => 1 } qw(dir prefix server port timeout connect_timeout answers
-		debug max_age chunk_messages chunk_bytes memory_limit bounce_host on_message lock);
+		debug max_age chunk_messages chunk_bytes memory_limit bounce_host on_message lock tls);
 	for (keys %arg) { croak "Net::QMTP::Maildir: unknown option '$_'" unless $known{$_} }
 	for (qw(dir prefix server)) {
 		croak "Net::QMTP::Maildir: '$_' is required" unless defined $arg{$_};
@@ -66,6 +66,8 @@ sub new {
 	croak "Net::QMTP::Maildir: 'chunk_messages' must be at least 1" unless $self->{chunk_messages} >= 1;
 	croak "Net::QMTP::Maildir: 'on_message' must be a code reference"
 		if defined $self->{on_message} && ref $self->{on_message} ne 'CODE';
+	croak "Net::QMTP::Maildir: 'tls' must be a hash of Net::QMTP's SSL options"
+		if defined $self->{tls} && ref $self->{tls} ne 'HASH';
 	$self->{dir} =~ s{(?<=.)/+\z}{};
 	$self->{bounce_host} = _default_bounce_host() unless defined $self->{bounce_host};
 	return $self;
@@ -361,7 +363,8 @@ sub _connect {
 			Timeout => $self->{timeout},
 			Answers => $self->{answers},
 			(defined $self->{connect_timeout} ? (ConnectTimeout => $self->{connect_timeout}) : ()),
-			($self->{debug} ? (Debug => 1) : ()));
+			($self->{debug} ? (Debug => 1) : ()),
+			($self->{tls} ? %{ $self->{tls} } : ()));
 		$why = $@ unless $o;
 		$o;
 	};
@@ -600,6 +603,7 @@ sub run_cli {
 			(defined $opt->{timeout} ? (timeout => $opt->{timeout}) : ()),
 			(defined $opt->{'connect-timeout'} ? (connect_timeout => $opt->{'connect-timeout'}) : ()),
 			(defined $opt->{answers} ? (answers => $opt->{answers}) : ()),
+			($opt->{'tls-options'} ? (tls => $opt->{'tls-options'}) : ()),
 			debug => $opt->{debug}, max_age => $max_age, on_message => $on,
 		);
 	};
@@ -805,6 +809,7 @@ Dies (C<croak>) on a missing or invalid option. Options:
  port             default 209
  timeout          Net::QMTP Timeout, default 120
  connect_timeout  Net::QMTP ConnectTimeout
+ tls              Net::QMTP's TLS options, e.g. { SSL => 1, SSL_ca_file => FILE }
  answers          Net::QMTP Answers: 'auto' (default), 'recipient', 'package'
  debug            true: Net::QMTP Debug
  max_age          seconds after which a temporary rejection bounces;

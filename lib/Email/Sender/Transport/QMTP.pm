@@ -42,7 +42,7 @@ sub _croak {
 }
 
 my %ARG = map { $_ => 1 } qw(host hosts port timeout connect_timeout total_timeout local_address
-    answers debug encoding crlf_to_lf allow_partial_success);
+    answers debug encoding crlf_to_lf allow_partial_success ssl ssl_options);
 
 # Net::QMTP's options, as this transport names them.
 my %OPTION_NAME = (Port => 'port', Timeout => 'timeout', ConnectTimeout => 'connect_timeout',
@@ -84,7 +84,9 @@ sub BUILDARGS {
 
 has host => (is => 'ro', default => sub { ['localhost'] });
 
-has port            => (is => 'ro', default => sub { 209 });
+has port            => (is => 'ro', lazy => 1, default => sub { $_[0]->ssl ? 6209 : 209 });
+has ssl             => (is => 'ro', default => sub { 0 });
+has ssl_options     => (is => 'ro', default => sub { {} });
 has timeout         => (is => 'ro', default => sub { 120 });
 has connect_timeout => (is => 'ro');
 has total_timeout   => (is => 'ro');
@@ -107,6 +109,11 @@ sub BUILD {
         unless defined $enc && ($enc eq 'unix' || $enc eq 'dos');
     _croak("crlf_to_lf makes no sense with encoding 'dos', which sends CR LF line endings")
         if $enc eq 'dos' && $self->crlf_to_lf;
+    my $tls = $self->ssl_options;
+    _croak('ssl_options must be a hash of Net::QMTP\'s SSL_* options') unless ref $tls eq 'HASH';
+    my @odd = grep { !/\ASSL_\w+\z/ } sort keys %$tls;
+    _croak("ssl_options takes Net::QMTP's SSL_* options, not '$odd[0]'") if @odd;
+    _croak('ssl_options need ssl => 1') if %$tls && !$self->ssl;
     $self->_client;
 }
 
@@ -128,6 +135,7 @@ sub _client {
         (defined $self->connect_timeout ? (ConnectTimeout => $self->connect_timeout) : ()),
         (defined $self->total_timeout   ? (TotalTimeout   => $self->total_timeout)   : ()),
         (defined $self->local_address   ? (LocalAddr      => $self->local_address)   : ()),
+        ($self->ssl ? (SSL => 1, %{ $self->ssl_options }) : ()),
     );
     $q = eval { Net::QMTP->new($self->host, @opt) };
     unless ($q) {
@@ -388,6 +396,15 @@ connection), C<'package'> (once per message, as mailfront does) or
 C<'recipient'> (once per recipient, as qmail-qmtpd does). Declaring it
 saves waiting for a message with several recipients; see
 L<Net::QMTP/"SERVERS THAT ANSWER ONCE PER MESSAGE">.
+
+=item ssl, ssl_options
+
+C<ssl =E<gt> 1>: QMTPS, TLS from the first byte, on port 6209 unless
+C<port> says otherwise, the server's certificate checked against the
+system's CA store. C<ssl_options> is a hash of Net::QMTP's C<SSL_*>
+options (C<SSL_ca_file>, C<SSL_hostname>, C<SSL_fingerprint>,
+C<SSL_cert_file>, C<SSL_verify_mode>, ...; see L<Net::QMTP/new>). A
+certificate not accepted is a temporary failure saying why.
 
 =item debug
 
