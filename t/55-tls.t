@@ -275,6 +275,60 @@ case 'one answer, then a hang-up without close_notify: no once-per-package answe
     like($q->error, qr/close_notify/, 'error() says how the connection ended');
 };
 
+# The end of a connection: close_notify from the process that made it,
+# never from a forked child's copy.
+case 'close_notify: from disconnect, not from a forked child' => sub {
+    return pass('IO::Socket::SSL is not installed: nothing to check') unless eval { require IO::Socket::SSL; 1 };
+    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
+        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
+        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
+    my $port = $l->sockport;
+    my $log = "$c->{dir}/ends.log";
+    unlink $log;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $SIG{ALRM} = sub { POSIX::_exit(2) };
+        alarm 20;
+        # Each connection: answer every package K; at its end, note whether
+        # the client said close_notify (SSL_RECEIVED_SHUTDOWN).
+        while (my $s = $l->accept) {
+            while (1) {
+                my $n = sysread($s, my $got, 65536);
+                last unless $n;
+                syswrite($s, '3:Kok,') if $got =~ /,,\z/; # a package's end: one recipient each here
+            }
+            my $clean = Net::SSLeay::get_shutdown($s->_get_ssl_object) & 2 ? 'close_notify' : 'no close_notify';
+            open my $fh, '>>', $log;
+            print $fh "$clean\n";
+            close $fh;
+            $s->close(SSL_no_shutdown => 1);
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    my $ends = sub { my $t = time + 5; until (-s $log || time > $t) { select(undef, undef, undef, 0.05) } open my $fh, '<', $log or return []; [ map { chomp; $_ } <$fh> ] };
+    my ($q, $r) = one($port, %trust);
+    like($r, qr/\Asuccess: /, 'sent');
+    my $child = fork;
+    if (defined $child && $child == 0) {
+        undef $q;        # the child's copy goes ...
+        POSIX::_exit(0); # ... and the child with it
+    }
+    waitpid $child, 0;
+    select(undef, undef, undef, 0.3);
+    ok(!-e $log, 'the forked child ended nothing: the server saw no end');
+    $q->message("again\n");
+    $r = $q->send;
+    like($r && $r->{'r@example.net'}, qr/\Asuccess: /, 'the parent sends on, on the same connection');
+    ok($q->disconnect, 'disconnect');
+    is_deeply($ends->(), ['close_notify'], 'the server saw the connection end with close_notify');
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+};
+
 case 'qmtp-send --tls' => sub {
     my $script = -f 'blib/script/qmtp-send' ? 'blib/script/qmtp-send' : 'bin/qmtp-send';
     my $run = sub {
