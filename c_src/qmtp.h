@@ -171,7 +171,9 @@ int qmtp_tls_available(void);
  * connected. Over TLS, files are read and written through it (no
  * sendfile); the half-close sends close_notify, then shuts the socket's
  * writing side; an end of the server's stream without close_notify is
- * never taken for a once-per-package answer. A failed handshake or
+ * never taken for a once-per-package answer. In a forked child, the copy
+ * of a TLS connection is closed at the child's first call (the session's
+ * state cannot be shared), without close_notify. A failed handshake or
  * certificate is QMTP_E_TLS, errstr saying why (for the certificate,
  * OpenSSL's reason: expired, unknown issuer, name mismatch, ...). */
 int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o);

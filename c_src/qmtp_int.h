@@ -122,6 +122,7 @@ struct iovec;
 ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len);
 ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov);
 int qmtp_tls_pending(const qmtp_client *c);     /* 1: decrypted bytes wait in OpenSSL, unseen by poll */
+int qmtp_tls_foreign(const qmtp_client *c);     /* 1: the session is another process's (a forked child's copy) */
 void qmtp_tls_half_close(qmtp_client *c);       /* sends close_notify */
 void qmtp_tls_end(qmtp_client *c);              /* close_notify (if ours and not sent), free the session */
 int qmtp_tls_idle_check(qmtp_client *c);        /* 0 healthy, else why not (errstr) */

@@ -108,6 +108,12 @@ static int open_socket(int family)
 
 void qmtp_recover(qmtp_client *c)
 {
+    /* A TLS session is state that two processes cannot share: in a forked
+     * child, the copy is closed (without close_notify, which would end the
+     * parent's), and the child connects anew when it sends. */
+    if (c->tls != NULL && c->fd >= 0 && !c->busy && qmtp_tls_foreign(c)) {
+        qmtp_close(c);
+    }
     if (c->busy) {
         c->busy = 0;
         c->run_active = 0;

@@ -336,6 +336,11 @@ ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
     return -1;
 }
 
+int qmtp_tls_foreign(const qmtp_client *c)
+{
+    return c->tls != NULL && c->tls->ssl != NULL && c->tls->pid != getpid();
+}
+
 int qmtp_tls_pending(const qmtp_client *c)
 {
     return c->tls != NULL && c->tls->ssl != NULL && c->tls->established && SSL_pending(c->tls->ssl) > 0;
@@ -443,6 +448,12 @@ ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
     (void)niov;
     errno = ENOTSUP;
     return -1;
+}
+
+int qmtp_tls_foreign(const qmtp_client *c)
+{
+    (void)c;
+    return 0;
 }
 
 int qmtp_tls_pending(const qmtp_client *c)

@@ -329,6 +329,26 @@ case 'close_notify: from disconnect, not from a forked child' => sub {
     waitpid $pid, 0;
 };
 
+case 'a forked child sends on a connection of its own; the parent on its own' => sub {
+    my $q = Net::QMTP->new('localhost', Port => $st->port, %trust, Answers => 'package');
+    my $job = { sender => 's@x', recipients => ['r@x'], message => "from the parent\n" };
+    my $ok = sub { my $r = $_[0]->send_many(@_[1 .. $#_]); $r && $r->[0]{result} && $r->[0]{result}{'r@x'} =~ /^success/ };
+    ok($ok->($q, $job), 'the parent sends');
+    pipe my $rd, my $wr or die $!;
+    my $pid = fork;
+    if (defined $pid && $pid == 0) {
+        close $rd;
+        print $wr($ok->($q, { %$job, message => "from the child\n" }) ? "ok\n" : "failed: " . $q->error . "\n");
+        close $wr;
+        POSIX::_exit(0);
+    }
+    close $wr;
+    my $child = <$rd>;
+    waitpid $pid, 0;
+    is($child, "ok\n", 'the child sends too (on a new connection: TLS state cannot be shared)');
+    ok($ok->($q, $job), 'and the parent again, on its connection') or diag $q->error;
+};
+
 case 'qmtp-send --tls' => sub {
     my $script = -f 'blib/script/qmtp-send' ? 'blib/script/qmtp-send' : 'bin/qmtp-send';
     my $run = sub {
