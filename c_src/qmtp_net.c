@@ -576,12 +576,13 @@ int qmtp_connect(qmtp_client *c, const char *host, const char *port)
         int events;
         int64_t deadline;
         int64_t left;
-        int n;
         int ready = 0;
 
         qmtp_connect_wants(c, &fd, &events, &deadline);
         left = deadline - qmtp_now_ms();
         if (left > 0) {
+            int n;
+
             p.fd = fd;
             p.events = (short)((events & QMTP_WANT_READ ? POLLIN : 0) | (events & QMTP_WANT_WRITE ? POLLOUT : 0));
             p.revents = 0;

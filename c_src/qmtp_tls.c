@@ -306,9 +306,10 @@ ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
     struct qmtp_tls *t = c->tls;
     int n;
     int e;
-    int i;
 
     if (t->pend.len == 0) {
+        int i;
+
         for (i = 0; i < niov && t->pend.len < TLS_CHUNK; i++) {
             size_t take = iov[i].iov_len < TLS_CHUNK - t->pend.len ? iov[i].iov_len : TLS_CHUNK - t->pend.len;
 
