@@ -22,7 +22,9 @@ our $FAULT_SENDS   = 0;
 
 sub fd_count {
 	opendir my $dh, "/proc/$$/fd" or return undef;
-	my $n = grep { /^\d+\z/ } readdir $dh;
+	# Descriptors of 1024 and up are valgrind's own (.ci/valgrind): it
+	# opens and closes them as it pleases, unseen by the test.
+	my $n = grep { /^\d+\z/ && $_ < 1024 } readdir $dh;
 	closedir $dh;
 	return $n;
 }
