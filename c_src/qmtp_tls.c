@@ -19,10 +19,51 @@
 #ifdef QMTP_TLS
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+/* OpenSSL writes to the socket with write(2), which raises SIGPIPE on a
+ * connection the server reset: around every OpenSSL call that may write,
+ * SIGPIPE is blocked in this thread and one it raised is taken back, so
+ * that none is ever delivered (as around sendfile in qmtp_write.c). */
+struct quiet {
+    sigset_t old;
+    int was_pending;
+};
+
+static void quiet_begin(struct quiet *q)
+{
+    sigset_t pipe_only;
+    sigset_t pending;
+
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigpending(&pending);
+    q->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &q->old);
+}
+
+static void quiet_end(const struct quiet *q)
+{
+    sigset_t pipe_only;
+    sigset_t pending;
+    int e = errno;
+
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigpending(&pending);
+    if (!q->was_pending && sigismember(&pending, SIGPIPE)) {
+        struct timespec none = { 0, 0 };
+        sigtimedwait(&pipe_only, NULL, &none);
+    }
+    pthread_sigmask(SIG_SETMASK, &q->old, NULL);
+    errno = e;
+}
 
 /* Bytes gathered for one SSL_write at most: a few records. */
 #define TLS_CHUNK (64 * 1024)
@@ -248,8 +289,12 @@ int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where)
     int r;
     int e;
 
+    struct quiet q;
+
     ERR_clear_error();
+    quiet_begin(&q);
     r = SSL_connect(t->ssl);
+    quiet_end(&q);
     if (r == 1) {
         t->established = 1;
         *want = 0;
@@ -279,8 +324,12 @@ ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
     int n;
     int e;
 
+    struct quiet q;
+
     ERR_clear_error();
+    quiet_begin(&q);
     n = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    quiet_end(&q);
     if (n > 0) {
         return n;
     }
@@ -306,6 +355,7 @@ ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
     struct qmtp_tls *t = c->tls;
     int n;
     int e;
+    struct quiet q;
 
     if (t->pend.len == 0) {
         int i;
@@ -320,7 +370,9 @@ ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov)
         }
     }
     ERR_clear_error();
+    quiet_begin(&q);
     n = SSL_write(t->ssl, t->pend.p, (int)t->pend.len);
+    quiet_end(&q);
     if (n > 0) {
         memmove(t->pend.p, t->pend.p + n, t->pend.len - (size_t)n);
         t->pend.len -= (size_t)n;
@@ -352,9 +404,13 @@ void qmtp_tls_half_close(qmtp_client *c)
     struct qmtp_tls *t = c->tls;
 
     if (t->ssl != NULL && t->established && !t->shut) {
+        struct quiet q;
+
         t->shut = 1;
         ERR_clear_error();
+        quiet_begin(&q);
         SSL_shutdown(t->ssl); /* our close_notify; what the server sends is still read */
+        quiet_end(&q);
     }
 }
 
@@ -368,8 +424,12 @@ void qmtp_tls_end(qmtp_client *c)
     /* A forked child's copy must not end its parent's session: only the
      * process that made it says close_notify. */
     if (t->pid == getpid() && t->established && !t->shut) {
+        struct quiet q;
+
         ERR_clear_error();
+        quiet_begin(&q);
         SSL_shutdown(t->ssl);
+        quiet_end(&q);
     }
     SSL_free(t->ssl);
     t->ssl = NULL;
@@ -385,8 +445,12 @@ int qmtp_tls_idle_check(qmtp_client *c)
     int n;
     int e;
 
+    struct quiet q;
+
     ERR_clear_error();
+    quiet_begin(&q);
     n = SSL_peek(t->ssl, &byte, 1);
+    quiet_end(&q);
     if (n > 0) {
         return qmtp_fail(c, QMTP_E_PROTO, 0, "the server sent bytes on an idle connection");
     }

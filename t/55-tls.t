@@ -349,6 +349,36 @@ case 'a forked child sends on a connection of its own; the parent on its own' =>
     ok($ok->($q, $job), 'and the parent again, on its connection') or diag $q->error;
 };
 
+# OpenSSL writes with write(2): a server that resets the connection must
+# not kill the process with SIGPIPE.
+case 'a reset mid-package over TLS: an error, no SIGPIPE' => sub {
+    return pass('IO::Socket::SSL is not installed: nothing to check') unless eval { require IO::Socket::SSL; 1 };
+    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
+        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
+        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
+    my $port = $l->sockport;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $SIG{ALRM} = sub { POSIX::_exit(2) };
+        alarm 20;
+        my $s = $l->accept or POSIX::_exit(1);
+        sysread($s, my $got, 1000);
+        $s->close(SSL_no_shutdown => 1); # unread bytes: the kernel resets
+        POSIX::_exit(0);
+    }
+    close $l;
+    local $SIG{PIPE} = 'DEFAULT';
+    my $q = Net::QMTP->new('localhost', Port => $port, %trust, Timeout => 5 * $SLOW) or die "new: $@";
+    my $res = $q->send_many({ sender => 's@x', recipients => ['r@x'], message => 'x' x (20 * 1024 * 1024) });
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    ok(!$res->[0]{result}, 'not sent (and the process is alive)');
+    like($res->[0]{error}, qr/\Anot sent: .*(?:reset|closed|lost)/, 'the error says the connection went');
+};
+
 case 'qmtp-send --tls' => sub {
     my $script = -f 'blib/script/qmtp-send' ? 'blib/script/qmtp-send' : 'bin/qmtp-send';
     my $run = sub {
