@@ -418,7 +418,10 @@ static int finish_failed(struct qmtp_run *r, int status)
     /* Only a clean hang-up after exactly one whole answer can mean "one
      * answer per package": bytes of a second answer show the server was
      * answering per recipient, and then the rest were simply not received. */
-    if (status == QMTP_E_EOF && r->half_closed && !r->unclean_eof && r->apkg < c->npkgs && r->apkg_got == 1 &&
+    /* Not over TLS: a wrapper may answer our close_notify with its own at
+     * once and drop what the server behind it still had to say (TLS 1.2
+     * lets it), so that end proves nothing of the server's answers. */
+    if (status == QMTP_E_EOF && r->half_closed && c->tls == NULL && r->apkg < c->npkgs && r->apkg_got == 1 &&
         c->in.len == 0 && r->apkg + 1 == r->pkgs_written) {
         one_answer_then_hangup(r);
     }

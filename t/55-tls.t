@@ -102,9 +102,11 @@ for my $w ([ stunnel => $st->port ], [ tlswrapper => $tw->port ]) {
         my $q = Net::QMTP->new('localhost', Port => $port, %trust, Timeout => 10 * $SLOW);
         my @jobs = map { { sender => 's@x', recipients => [ "a$_\@x", "b$_\@x" ], message => "job $_\n" } } 1 .. 5;
         my $res = $q->send_many(@jobs);
-        my $ok = grep { my $r = $_; $r->{result} && !grep({ !/^success/ } values %{ $r->{result} }) } @$res;
-        is($ok, 5, 'every recipient accepted (the half-close over TLS taught the answering style)')
-            or diag explain [ map { $_->{error} // [ values %{ $_->{result} } ] } @$res ];
+        # Over TLS a hang-up after one answer never stands for a package: a
+        # wrapper may end the stream before the server behind it answered.
+        ok(!grep({ my $r = $_; $r->{result} && grep({ /^success/ } map { $r->{result}{$_} } grep { /^b/ } keys %{ $r->{result} }) } @$res),
+            'auto over TLS: the one answer is not taken for the other recipient (a deferral)')
+            or diag explain [ map { $_->{error} // $_->{result} } @$res ];
         my $p = Net::QMTP->new('localhost', Port => $port, %trust, Answers => 'package');
         $res = $p->send_many(map { { sender => 's@x', recipients => ['r@x'], message => "batch $_\n" } } 1 .. 200);
         is(scalar(grep { $_->{result} && $_->{result}{'r@x'} =~ /^success/ } @$res), 200, '200 pipelined, declared per package');

@@ -1941,9 +1941,11 @@ non-blocking interface, the results. Message files go through TLS (read,
 then encrypted: not sendfile; the kernel's TLS is not used). The
 half-close that finds out how a server answers (L</"SERVERS THAT ANSWER
 ONCE PER MESSAGE">) sends TLS's close_notify, then closes the writing side
-of the socket; a server's hang-up counts only when its stream ends with a
-close_notify too (tlswrapper and stunnel send one), because anyone on the
-path can cut a connection but not fake that. C<disconnect> sends
+of the socket; but over TLS a server's hang-up after one answer never
+stands for all the recipients of a message (the others are deferrals):
+a TLS 1.2 wrapper may answer our close_notify with its own at once and
+drop what the server behind it still had to send. With several
+recipients per message, declare C<Answers> over TLS. C<disconnect> sends
 close_notify; a forked child's copy of the object never does (the session
 is its parent's).
 
