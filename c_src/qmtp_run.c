@@ -235,7 +235,6 @@ static int read_some(struct qmtp_run *r, int flags)
             n += more;
         }
         if (n == -2) {
-            r->unclean_eof = 1;
             return qmtp_fail(c, QMTP_E_EOF, 0, "connection closed by the server without ending TLS (no close_notify)");
         }
     } else {

@@ -28,7 +28,6 @@ struct qmtp_run {
     uint64_t bytes_read;    /* answer bytes received in this run */
     int64_t spin_left_us;   /* busy-waiting this run may still do */
     int half_closed;
-    int unclean_eof;        /* TLS: the server's stream ended without close_notify */
     int write_status;       /* what stopped the writing, or 0 */
     /* Whom answers belong to (see take_answer): the first result whose
      * attribution rests on an assumption rather than on what the answers
