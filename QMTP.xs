@@ -1421,7 +1421,7 @@ _can_tls()
     RETVAL
 
 int
-_tls(c, enable, verify, ca_file, ca_path, name, pins, cert, key, min_version)
+_tls(c, enable, verify, ca_file, ca_path, name, pins, cert, key, min_version, key_password)
     qmtp_client *c
     int enable
     int verify
@@ -1432,6 +1432,7 @@ _tls(c, enable, verify, ca_file, ca_path, name, pins, cert, key, min_version)
     SV *cert
     SV *key
     int min_version
+    SV *key_password
   PREINIT:
     qmtp_tls_options o;
     STRLEN len = 0;
@@ -1446,6 +1447,7 @@ _tls(c, enable, verify, ca_file, ca_path, name, pins, cert, key, min_version)
     o.server_name = SvOK(name) ? c_string(aTHX_ name, "SSL_hostname") : NULL;
     o.cert_file = SvOK(cert) ? c_string(aTHX_ cert, "SSL_cert_file") : NULL;
     o.key_file = SvOK(key) ? c_string(aTHX_ key, "SSL_key_file") : NULL;
+    o.key_password = SvOK(key_password) ? c_string(aTHX_ key_password, "the password of SSL_key_file") : NULL;
     if (SvOK(pins)) {
         o.pins = (const unsigned char *)SvPVbyte(pins, len);
         o.npins = len / 32;

@@ -159,6 +159,7 @@ typedef struct qmtp_tls_options {
     size_t npins;
     const char *cert_file;     /* a client certificate chain (PEM), or NULL */
     const char *key_file;      /* its key (PEM); NULL: in cert_file */
+    const char *key_password;  /* decrypts an encrypted key (borrowed for the call); NULL: one is refused */
     int min_version;           /* 0x0303 TLS 1.2 (0: the default), 0x0304 TLS 1.3 */
 } qmtp_tls_options;
 
@@ -166,8 +167,9 @@ typedef struct qmtp_tls_options {
 int qmtp_tls_available(void);
 
 /* Sets TLS for the connections made after it (o NULL or not enabled: none).
- * Files are read now: 0, or QMTP_E_ARG with errstr naming the one that
- * cannot be used (or saying the build has no TLS), QMTP_E_STATE while
+ * Files are read now, never prompting for a password: 0, or QMTP_E_ARG
+ * with errstr naming the one that cannot be used (an encrypted key without
+ * key_password; or saying the build has no TLS), QMTP_E_STATE while
  * connected. Over TLS, files are read and written through it (no
  * sendfile); the half-close sends close_notify, then shuts the socket's
  * writing side; an end of the server's stream without close_notify is

@@ -114,6 +114,31 @@ static const char *ssl_reason(const char *fallback)
     return r != NULL ? r : fallback;
 }
 
+/* The key's password, for OpenSSL's PEM reader. Without one, the reader
+ * would prompt on the terminal and wait there for ever: an encrypted key
+ * is refused instead, and the refusal recorded for the error text. */
+struct key_password {
+    const char *password;
+    int asked;
+};
+
+static int give_key_password(char *buf, int size, int rwflag, void *arg)
+{
+    struct key_password *k = arg;
+    size_t n;
+
+    (void)rwflag;
+    if (k == NULL) {
+        return -1;
+    }
+    k->asked = 1;
+    if (k->password == NULL || size <= 0 || (n = strlen(k->password)) > (size_t)size) {
+        return -1;
+    }
+    memcpy(buf, k->password, n);
+    return (int)n;
+}
+
 static void tls_free(struct qmtp_tls *t)
 {
     if (t == NULL) {
@@ -176,15 +201,26 @@ int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
     SSL_CTX_set_verify(t->ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (o->cert_file != NULL) {
         const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
+        struct key_password kp = { o->key_password, 0 };
+        int key_ok;
 
+        SSL_CTX_set_default_passwd_cb(t->ctx, give_key_password);
+        SSL_CTX_set_default_passwd_cb_userdata(t->ctx, &kp);
         if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
             int rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client certificate %s cannot be used: %s", o->cert_file,
                                ssl_reason("unreadable"));
             tls_free(t);
             return rc;
         }
-        if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(t->ctx) != 1) {
-            int rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
+        key_ok = SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) == 1;
+        SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
+        if (!key_ok || SSL_CTX_check_private_key(t->ctx) != 1) {
+            int rc = !key_ok && kp.asked && kp.password == NULL
+                ? qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is encrypted, and no password was given for it", key)
+                : !key_ok && kp.asked
+                ? qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be decrypted with the password given: %s", key,
+                            ssl_reason("bad decrypt"))
+                : qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
             tls_free(t);
             return rc;
         }

@@ -180,6 +180,40 @@ case 'client certificates' => sub {
     like($r, qr/\Asuccess: /, 'with one: accepted');
     ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client_keycert});
     like($r, qr/\Asuccess: /, 'key and certificate in one file');
+    ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client}, SSL_key_file => $c->{client_key_encrypted},
+        SSL_passwd_cb => sub { 'secret' });
+    like($r, qr/\Asuccess: /, 'an encrypted key, its password from SSL_passwd_cb');
+};
+
+case 'an encrypted client key' => sub {
+    my %key = (SSL => 1, DeferConnect => 1, SSL_cert_file => $c->{client}, SSL_key_file => $c->{client_key_encrypted});
+    my ($line, $asked) = (0, 0);
+    # OpenSSL's own way would be a prompt on the terminal, waiting there.
+    local $SIG{ALRM} = sub { die "new() waited: a prompt?\n" };
+    alarm 10;
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key) };
+    alarm 0;
+    like($@, qr/\ANet::QMTP->new: the client key \Q$c->{client_key_encrypted}\E is encrypted, and no password was given for it at \Q$0\E line $line\.$/,
+        'without a password: refused at once, saying why, no prompt');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { $asked++; 'wrong' }) };
+    like($@, qr/\ANet::QMTP->new: the client key .* cannot be decrypted with the password given: .* at \Q$0\E line $line\.$/,
+        'a wrong password, said');
+    is($asked, 1, 'SSL_passwd_cb is called once');
+    ok(Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { 'secret' }), 'the right one: new() succeeds');
+    my $pw = do { package Test::OverloadedPassword; use overload '""' => sub { 'secret' }; bless [] };
+    ok(Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { $pw }), 'a password object that stringifies');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => 'secret') };
+    like($@, qr/\ASSL_passwd_cb must be a code reference .* at \Q$0\E line $line\.$/, 'a password in place of the code');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { undef }) };
+    like($@, qr/\ASSL_passwd_cb returned no password at \Q$0\E line $line\.$/, 'a callback returning none');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { "sec\0ret" }) };
+    like($@, qr/\ASSL_passwd_cb returned a password containing a NUL byte at \Q$0\E line $line\.$/, 'a NUL byte');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { "\x{263a}" }) };
+    like($@, qr/\ASSL_passwd_cb returned a password with wide characters.* at \Q$0\E line $line\.$/, 'wide characters');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, DeferConnect => 1, SSL_passwd_cb => sub { 'secret' }) };
+    like($@, qr/\ASSL_passwd_cb needs SSL_cert_file at \Q$0\E line $line\.$/, 'a password with no key');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { die "no vault\n" }) };
+    is($@, "no vault\n", 'the callback\'s own error comes through');
 };
 
 case 'a minimum version' => sub {
@@ -409,6 +443,21 @@ case 'qmtp-send --tls' => sub {
     ($status, $out, $err) = $run->("hello\n", '--tls-ca-file', $c->{ca}, 'r@example.net');
     is($status, 100, 'a --tls- option without --tls: 100');
     like($err, qr/\Aqmtp-send: --tls-ca-file goes with --tls/, '... saying so');
+
+    my $s = Test::TLS->stunnel_to($mf->port, cert => $c->{server}, key => $c->{server_key}, ca => $c->{ca}, client => 1);
+    my @key = ('--tls', '--tls-ca-file', $c->{ca}, '-s', 'localhost', '-p', $s->port,
+        '--tls-cert', $c->{client}, '--tls-key', $c->{client_key_encrypted});
+    open my $pw, '>', "$c->{dir}/password" or die $!;
+    print $pw "secret\n";
+    close $pw;
+    ($status, $out, $err) = $run->("hello\n", @key, '--tls-key-password-file', "$c->{dir}/password", 'r@example.net');
+    is($status, 0, 'an encrypted client key and --tls-key-password-file: exit 0') or diag $err;
+    ($status, $out, $err) = $run->("hello\n", @key, 'r@example.net');
+    is($status, 100, 'the encrypted key without its password: 100, no prompt');
+    like($err, qr/\Aqmtp-send: the client key .* is encrypted, and no password was given for it/, '... saying so');
+    ($status, $out, $err) = $run->("hello\n", @key, '--tls-key-password-file', "$c->{dir}/none", 'r@example.net');
+    is($status, 100, 'a password file that is not there: 100');
+    like($err, qr/\Aqmtp-send: --tls-key-password-file \Q$c->{dir}\E\/none: No such file/, '... naming it');
 };
 
 case 'the Email::Sender transport with ssl' => sub {

@@ -38,7 +38,7 @@ my %OPTION = map { $_ => 1 } qw(
     Port ConnectTimeout Timeout DeferConnect Debug SessionLimit HalfCloseAfter MaxResponse LocalAddr
     BusyWait Answers TotalTimeout
     SSL SSL_ca_file SSL_ca_path SSL_verify_mode SSL_hostname SSL_fingerprint SSL_cert_file SSL_key_file
-    SSL_min_version
+    SSL_passwd_cb SSL_min_version
 );
 my %TLS_VERSION = ('TLSv1_2' => 0x0303, 'TLSv1.2' => 0x0303, 'TLSv1_3' => 0x0304, 'TLSv1.3' => 0x0304);
 
@@ -208,11 +208,31 @@ sub _configure_tls {
         croak "$name '" . _printable($v) . "' contains a NUL byte" if index($v, "\0") >= 0;
     }
     croak 'SSL_key_file needs SSL_cert_file' if defined $args->{SSL_key_file} && !defined $args->{SSL_cert_file};
+    my $password = _key_password($args);
     $self->{QMTP_TLS} = 1;
     _tls($self, 1, $verify, @$args{qw(SSL_ca_file SSL_ca_path SSL_hostname)}, $pins,
-        @$args{qw(SSL_cert_file SSL_key_file)}, $min)
+        @$args{qw(SSL_cert_file SSL_key_file)}, $min, $password)
         or croak 'Net::QMTP->new: ' . (_error($self))[1];
     return;
+}
+
+# An encrypted key's password, from the caller's SSL_passwd_cb, asked
+# once, here: the core never prompts (OpenSSL's own prompt would wait on
+# the terminal for ever).
+sub _key_password {
+    my ($args) = @_;
+    my $cb = $args->{SSL_passwd_cb};
+    return undef unless defined $cb;
+    croak 'SSL_passwd_cb must be a code reference returning the password of the client key'
+        unless ref $cb eq 'CODE';
+    croak 'SSL_passwd_cb needs SSL_cert_file' unless defined $args->{SSL_cert_file};
+    my $password = $cb->();
+    croak 'SSL_passwd_cb returned no password' unless defined $password;
+    $password = "$password";
+    utf8::downgrade($password, 1)
+        or croak 'SSL_passwd_cb returned a password with wide characters: encode it to bytes first';
+    croak 'SSL_passwd_cb returned a password containing a NUL byte' if index($password, "\0") >= 0;
+    return $password;
 }
 
 # Without ConnectTimeout, Timeout bounds connecting too, as Net::SMTP's
@@ -1337,6 +1357,13 @@ C<SSL_verify_mode> (pinning, as s/qmail offers).
 
 A client certificate chain and its key (PEM; the key may be in the
 certificate's file), for servers that ask for one.
+
+=item SSL_passwd_cb
+
+For an encrypted client key: a code reference returning its password,
+called once, in C<new()>. Without it, an encrypted key is refused in
+C<new()> with an error saying so; Net::QMTP never prompts on the
+terminal.
 
 =item SSL_min_version
 

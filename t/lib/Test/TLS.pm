@@ -3,7 +3,7 @@ package Test::TLS;
 # What the TLS tests need, made at test time: certificates from the
 # openssl command (a CA; a server certificate for localhost and 127.0.0.1;
 # one expired; one for another name; one self-signed; a client
-# certificate), and the two TLS wrappers in front of a plain QMTP server:
+# certificate, and its key encrypted), and the two TLS wrappers in front of a plain QMTP server:
 # stunnel4 (its own listener, forwarding to a port) and tlswrapper (under
 # tcpserver, in front of mailfront: Test::Mailfront's wrapper option).
 
@@ -115,6 +115,9 @@ sub certificates {
         $fp =~ /=([0-9A-Fa-f:]+)/ or croak "no fingerprint of $c{$name}";
         ($c{fingerprint}{$name} = lc $1) =~ tr/://d;
     }
+    # The client's key again, encrypted (password 'secret').
+    $c{client_key_encrypted} = "$dir/client.encrypted.key";
+    _run($openssl, 'pkey', '-in', $c{client_key}, '-aes256', '-passout', 'pass:secret', '-out', $c{client_key_encrypted});
     return \%c;
 }
 
