@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <time.h>
 #include <openssl/err.h>
@@ -186,6 +187,17 @@ int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
     }
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     t->verify = o->verify;
+    if (o->verify && o->ca_path != NULL) {
+        /* OpenSSL looks into the directory only when a certificate is
+         * checked: one that is not there is named now, not at connect. */
+        struct stat st;
+        int e = stat(o->ca_path, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+
+        if (e != 0) {
+            tls_free(t);
+            return qmtp_fail(c, QMTP_E_ARG, e, "the CA directory %s cannot be used", o->ca_path);
+        }
+    }
     if (o->verify) {
         int ok = o->ca_file != NULL || o->ca_path != NULL
             ? SSL_CTX_load_verify_locations(t->ctx, o->ca_file, o->ca_path)

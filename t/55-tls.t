@@ -67,6 +67,12 @@ case 'options are checked at the caller' => sub {
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_file => "$c->{dir}/none.pem", DeferConnect => 1) };
     like($@, qr/\ANet::QMTP->new: the CA certificates \Q$c->{dir}\E\/none\.pem cannot be loaded: .* at \Q$0\E line $line\.$/,
         'a CA file that is not there is named');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_path => "$c->{dir}/none", DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the CA directory \Q$c->{dir}\E\/none cannot be used: No such file or directory at \Q$0\E line $line\.$/,
+        'a CA directory that is not there is named in new(), not at connect');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_path => $c->{ca}, DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the CA directory \Q$c->{ca}\E cannot be used: Not a directory at \Q$0\E line $line\.$/,
+        'a file for a CA directory');
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_fingerprint => 'sha256$abc', DeferConnect => 1) };
     like($@, qr/\ASSL_fingerprint must be the certificate's SHA-256 fingerprint, .* not 'sha256\$abc' at \Q$0\E line $line\.$/,
         'a fingerprint that is none');
@@ -96,6 +102,8 @@ for my $w ([ stunnel => $st->port ], [ tlswrapper => $tw->port ]) {
         is($got->{message}, $msg, 'the message, byte for byte');
         is_deeply($got->{recipients}, ['r@example.net'], 'its recipient');
         ok($q->disconnect, 'disconnect (close_notify)');
+        ($q, $r) = one($port, SSL => 1, SSL_ca_path => $c->{ca_dir});
+        like($r, qr/\Asuccess: /, 'verified with SSL_ca_path, a hashed directory');
     };
     case "$name: pipelined, several recipients, once-per-package answers found out" => sub {
         $server->clear;

@@ -55,7 +55,9 @@ sub _run {
 # The certificates, in a directory of their own: returns a hash of paths
 # (ca, and for each of server, expired, other, self, client: NAME (the
 # certificate), NAME_key, NAME_keycert (key and certificate in one file,
-# as tlswrapper takes them)), and fingerprint{NAME} (SHA-256, hex).
+# as tlswrapper takes them)), ca_dir (the CA, hashed, for SSL_ca_path),
+# client_key_encrypted (password 'secret') and fingerprint{NAME} (SHA-256,
+# hex).
 sub certificates {
     my $openssl = openssl() or croak 'Test::TLS: no openssl command';
     my $dir = tempdir('qmtp-tls-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -115,6 +117,11 @@ sub certificates {
         $fp =~ /=([0-9A-Fa-f:]+)/ or croak "no fingerprint of $c{$name}";
         ($c{fingerprint}{$name} = lc $1) =~ tr/://d;
     }
+    # The CA as a hashed directory, for SSL_ca_path.
+    $c{ca_dir} = "$dir/ca.d";
+    mkdir $c{ca_dir} or croak "$c{ca_dir}: $!";
+    _run($openssl, 'x509', '-in', $c{ca}, '-out', "$c{ca_dir}/ca.pem");
+    _run($openssl, 'rehash', $c{ca_dir});
     # The client's key again, encrypted (password 'secret').
     $c{client_key_encrypted} = "$dir/client.encrypted.key";
     _run($openssl, 'pkey', '-in', $c{client_key}, '-aes256', '-passout', 'pass:secret', '-out', $c{client_key_encrypted});
