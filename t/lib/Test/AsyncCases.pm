@@ -260,14 +260,16 @@ sub run_async_cases {
     };
 
     case 'cancelled mid-send' => sub {
-        my $srv = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->read_package; $c->answer_all('K', 'first'); $c->sleep(5) });
+        my $srv = Test::QMTPServer->new(script => sub { my ($c) = @_; $c->read_package; $c->answer_all('K', 'first'); $c->sleep(5 * $SLOW) });
         my $fds = fd_count();
-        my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1, Timeout => 10);
+        my $q = Net::QMTP->new('127.0.0.1', Port => $srv->port, DeferConnect => 1, Timeout => 10 * $SLOW);
         my (@results, @done);
         my $t0 = Time::HiRes::time();
         my $op = $opt{start}->($q, jobs => jobs(5), window => 5, on_result => sub { $results[ $_[1] ] = $_[0] },
             on_done => sub { @done = @_ });
-        $opt{run_for}->($q, 0.5);
+        # Time for the first answer to come in (a run's results are handed
+        # out at its end): longer under valgrind, which slows both ends.
+        $opt{run_for}->($q, 0.5 * $SLOW);
         ok($op->pending, 'under way, the server silent');
         my $watchers = watchers_of($op);
         ok(!$opt{has_watchers} || keys %$watchers, 'the adapter watches meanwhile');
@@ -302,7 +304,7 @@ sub run_async_cases {
             return;
         };
         $go->();
-        for (1 .. 100) { last if $n >= 3; $opt{run_for}->($q, 0.05) }
+        for (1 .. 100 * $SLOW) { last if $n >= 3; $opt{run_for}->($q, 0.05) }
         undef $go;
         is($n, 3, 'three sends, one after the other');
         is($ok, 6, 'every job accepted');
