@@ -119,7 +119,12 @@ void qmtp_tls_free(qmtp_client *c);
 int qmtp_tls_begin(qmtp_client *c, const char *host);
 int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where);
 struct iovec;
+/* Decrypted bytes into buf: > 0; 0 at the server's close_notify; -1 with
+ * errno (EAGAIN: try again when qmtp_wants says); -2, from then on, for an
+ * end that is no clean one (no close_notify, a bad record). */
 ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len);
+/* After a -2 from qmtp_tls_read: why, as text (static or in the client). */
+const char *qmtp_tls_broken(const qmtp_client *c);
 ssize_t qmtp_tls_write(qmtp_client *c, const struct iovec *iov, int niov);
 int qmtp_tls_pending(const qmtp_client *c);     /* 1: decrypted bytes wait in OpenSSL, unseen by poll */
 int qmtp_tls_foreign(const qmtp_client *c);     /* 1: the session is another process's (a forked child's copy) */

@@ -235,7 +235,7 @@ static int read_some(struct qmtp_run *r, int flags)
             n += more;
         }
         if (n == -2) {
-            return qmtp_fail(c, QMTP_E_EOF, 0, "connection closed by the server without ending TLS (no close_notify)");
+            return qmtp_fail(c, QMTP_E_EOF, 0, "%s", qmtp_tls_broken(c));
         }
     } else {
         do {

@@ -10,6 +10,7 @@
 #include "qmtp_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -79,6 +80,7 @@ struct qmtp_tls {
     pid_t pid;               /* the process whose connection ssl is */
     int established;         /* the handshake is done */
     int shut;                /* our close_notify is sent */
+    char broken[160];        /* why the server's stream ended uncleanly; "": it did not */
     /* What was handed to SSL_write and not yet taken (a write that wanted
      * to wait): OpenSSL wants the same bytes again, and the engine's cursor
      * moves only past bytes taken. */
@@ -227,12 +229,16 @@ int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
         key_ok = SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) == 1;
         SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
         if (!key_ok || SSL_CTX_check_private_key(t->ctx) != 1) {
-            int rc = !key_ok && kp.asked && kp.password == NULL
-                ? qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is encrypted, and no password was given for it", key)
-                : !key_ok && kp.asked
-                ? qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be decrypted with the password given: %s", key,
-                            ssl_reason("bad decrypt"))
-                : qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
+            int rc;
+
+            if (!key_ok && kp.asked && kp.password == NULL) {
+                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is encrypted, and no password was given for it", key);
+            } else if (!key_ok && kp.asked) {
+                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be decrypted with the password given: %s", key,
+                               ssl_reason("bad decrypt"));
+            } else {
+                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
+            }
             tls_free(t);
             return rc;
         }
@@ -271,6 +277,7 @@ int qmtp_tls_begin(qmtp_client *c, const char *host)
     }
     t->established = 0;
     t->shut = 0;
+    t->broken[0] = '\0';
     t->pend.len = 0;
     t->pid = getpid();
     t->ssl = SSL_new(t->ctx);
@@ -366,6 +373,21 @@ int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where)
                      ssl_reason("not a TLS server?"));
 }
 
+const char *qmtp_tls_broken(const qmtp_client *c)
+{
+    return c->tls != NULL && c->tls->broken[0] != '\0' ? c->tls->broken : "connection ended uncleanly by the server";
+}
+
+static int unexpected_eof(int ssl_error)
+{
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+    if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        return 1;
+    }
+#endif
+    return ssl_error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0;
+}
+
 ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
 {
     struct qmtp_tls *t = c->tls;
@@ -374,6 +396,10 @@ ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
 
     struct quiet q;
 
+    if (t->broken[0] != '\0') {
+        errno = ECONNABORTED;
+        return -2; /* the session is over: OpenSSL would not say why again */
+    }
     ERR_clear_error();
     quiet_begin(&q);
     n = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
@@ -392,8 +418,15 @@ ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
     if (e == SSL_ERROR_SYSCALL && errno != 0 && ERR_peek_error() == 0) {
         return -1; /* reset, and the like: errno says */
     }
-    /* An end without close_notify (OpenSSL 3 reports it as an error), or
-     * a record that is not one: not a clean end of what the server sent. */
+    /* Not a clean end of what the server sent: an end without close_notify
+     * (OpenSSL 3 reports it as an error, 1.1 as a syscall error without an
+     * errno), or bytes that are no record of this session. */
+    if (unexpected_eof(e)) {
+        snprintf(t->broken, sizeof t->broken, "connection closed by the server without ending TLS (no close_notify)");
+    } else {
+        snprintf(t->broken, sizeof t->broken, "connection ended by a bad TLS record from the server: %s",
+                 ssl_reason("unreadable"));
+    }
     errno = ECONNABORTED;
     return -2;
 }
@@ -543,6 +576,12 @@ int qmtp_tls_handshake(qmtp_client *c, int *want, const char *where)
     (void)want;
     (void)where;
     return qmtp_fail(c, QMTP_E_ARG, 0, "this build has no TLS");
+}
+
+const char *qmtp_tls_broken(const qmtp_client *c)
+{
+    (void)c;
+    return "this build has no TLS";
 }
 
 ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)

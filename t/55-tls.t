@@ -45,6 +45,14 @@ $SIG{ALRM} = sub { die "timed out\n" };
 my $SLOW = $ENV{NET_QMTP_VALGRIND} ? 5 : 1;
 
 my $c = Test::TLS::certificates();
+
+# The cases with a scripted TLS server need IO::Socket::SSL (Debian:
+# libio-socket-ssl-perl), which CI installs.
+sub no_scripted_server {
+    return fail('IO::Socket::SSL is required here (NET_QMTP_REQUIRE_TLS=1): apt-get install libio-socket-ssl-perl')
+        if $require;
+    return pass('IO::Socket::SSL is not installed: nothing to check');
+}
 my %trust = (SSL => 1, SSL_ca_file => $c->{ca});
 my $msg = "Subject: over TLS\n\n" . join('', map { "line $_\n" } 1 .. 50);
 
@@ -283,19 +291,8 @@ case 'faults: closed mid-handshake, and silent in it' => sub {
 # A hang-up is one answer for a whole message only when the server's TLS
 # stream ended properly: anyone on the path can cut a connection.
 case 'one answer, then a hang-up without close_notify: no once-per-package answer' => sub {
-    return pass('IO::Socket::SSL is not installed: nothing to check') unless eval { require IO::Socket::SSL; 1 };
-    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
-        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
-        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
-    my $port = $l->sockport;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        # Never outlive the test, nor hold its output open.
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        alarm 20;
-        $SIG{ALRM} = sub { POSIX::_exit(2) };
+    my $srv = Test::TLS->scripted_server($c, sub {
+        my ($l) = @_;
         my $s = $l->accept or POSIX::_exit(1);
         my $buf = '';
         sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
@@ -303,16 +300,14 @@ case 'one answer, then a hang-up without close_notify: no once-per-package answe
         my $end = time + 5;
         while (time < $end) { my $n = sysread($s, my $more, 100); last if defined $n && $n == 0; select(undef, undef, undef, 0.05) }
         $s->close(SSL_no_shutdown => 1); # a TCP end, no close_notify
-        POSIX::_exit(0);
-    }
-    close $l;
+    }) or return no_scripted_server();
+    my $port = $srv->port;
     my $q = Net::QMTP->new('localhost', Port => $port, %trust, Timeout => 5 * $SLOW) or die "new: $@";
     $q->sender('s@x');
     $q->recipient($_) for qw(a@x b@x);
     $q->message("two recipients\n");
     my $r = $q->send;
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
+    $srv->stop;
     like($r->{'a@x'}, qr/\Asuccess: ok/, 'the answer that came is the first recipient\'s');
     like($r->{'b@x'}, qr/\Adeferral: /, 'the second is no success: the end was not the server\'s own')
         or diag explain $r;
@@ -322,22 +317,12 @@ case 'one answer, then a hang-up without close_notify: no once-per-package answe
 # The end of a connection: close_notify from the process that made it,
 # never from a forked child's copy.
 case 'close_notify: from disconnect, not from a forked child' => sub {
-    return pass('IO::Socket::SSL is not installed: nothing to check') unless eval { require IO::Socket::SSL; 1 };
-    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
-        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
-        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
-    my $port = $l->sockport;
     my $log = "$c->{dir}/ends.log";
     unlink $log;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        $SIG{ALRM} = sub { POSIX::_exit(2) };
-        alarm 20;
-        # Each connection: answer every package K; at its end, note whether
-        # the client said close_notify (SSL_RECEIVED_SHUTDOWN).
+    # Each connection: answer every package K; at its end, note whether
+    # the client said close_notify (SSL_RECEIVED_SHUTDOWN).
+    my $srv = Test::TLS->scripted_server($c, sub {
+        my ($l) = @_;
         while (my $s = $l->accept) {
             while (1) {
                 my $n = sysread($s, my $got, 65536);
@@ -350,9 +335,8 @@ case 'close_notify: from disconnect, not from a forked child' => sub {
             close $fh;
             $s->close(SSL_no_shutdown => 1);
         }
-        POSIX::_exit(0);
-    }
-    close $l;
+    }) or return no_scripted_server();
+    my $port = $srv->port;
     my $ends = sub { my $t = time + 5; until (-s $log || time > $t) { select(undef, undef, undef, 0.05) } open my $fh, '<', $log or return []; [ map { chomp; $_ } <$fh> ] };
     my ($q, $r) = one($port, %trust);
     like($r, qr/\Asuccess: /, 'sent');
@@ -369,8 +353,6 @@ case 'close_notify: from disconnect, not from a forked child' => sub {
     like($r && $r->{'r@example.net'}, qr/\Asuccess: /, 'the parent sends on, on the same connection');
     ok($q->disconnect, 'disconnect');
     is_deeply($ends->(), ['close_notify'], 'the server saw the connection end with close_notify');
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
 };
 
 case 'a forked child sends on a connection of its own; the parent on its own' => sub {
@@ -396,31 +378,45 @@ case 'a forked child sends on a connection of its own; the parent on its own' =>
 # OpenSSL writes with write(2): a server that resets the connection must
 # not kill the process with SIGPIPE.
 case 'a reset mid-package over TLS: an error, no SIGPIPE' => sub {
-    return pass('IO::Socket::SSL is not installed: nothing to check') unless eval { require IO::Socket::SSL; 1 };
-    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
-        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
-        or die "TLS listener: $IO::Socket::SSL::SSL_ERROR";
-    my $port = $l->sockport;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        $SIG{ALRM} = sub { POSIX::_exit(2) };
-        alarm 20;
+    my $srv = Test::TLS->scripted_server($c, sub {
+        my ($l) = @_;
         my $s = $l->accept or POSIX::_exit(1);
         sysread($s, my $got, 1000);
         $s->close(SSL_no_shutdown => 1); # unread bytes: the kernel resets
-        POSIX::_exit(0);
-    }
-    close $l;
+    }) or return no_scripted_server();
+    my $port = $srv->port;
     local $SIG{PIPE} = 'DEFAULT';
     my $q = Net::QMTP->new('localhost', Port => $port, %trust, Timeout => 5 * $SLOW) or die "new: $@";
     my $res = $q->send_many({ sender => 's@x', recipients => ['r@x'], message => 'x' x (20 * 1024 * 1024) });
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
+    $srv->stop;
     ok(!$res->[0]{result}, 'not sent (and the process is alive)');
     like($res->[0]{error}, qr/\Anot sent: .*(?:reset|closed|lost)/, 'the error says the connection went');
+};
+
+# Bytes that are no TLS record, after the handshake: the end of the run,
+# said as what it is (not as a hang-up); the answer before them is kept.
+case 'a bad TLS record mid-stream' => sub {
+    my $srv = Test::TLS->scripted_server($c, sub {
+        my ($l) = @_;
+        my $s = $l->accept or POSIX::_exit(1);
+        my $buf = '';
+        sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        syswrite($s, '3:Kok,');
+        select(undef, undef, undef, 0.2);
+        open my $raw, '>&=', fileno($s) or POSIX::_exit(1);
+        syswrite($raw, "hello, this is no TLS record\n");
+        sleep 5;
+    }) or return no_scripted_server();
+    my $q = Net::QMTP->new('localhost', Port => $srv->port, %trust, Timeout => 5 * $SLOW, Answers => 'recipient')
+        or die "new: $@";
+    $q->sender('s@x');
+    $q->recipient($_) for qw(a@x b@x);
+    $q->message("two recipients\n");
+    my $r = $q->send;
+    $srv->stop;
+    like($r->{'a@x'}, qr/\Asuccess: ok/, 'the answer before the bad record is kept');
+    like($r->{'b@x'}, qr/\Adeferral: .*bad TLS record/, 'the other: a deferral, saying why') or diag explain $r;
+    like($q->error, qr/\Aconnection ended by a bad TLS record from the server: /, 'error() says so, not "closed"');
 };
 
 case 'qmtp-send --tls' => sub {

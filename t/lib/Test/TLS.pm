@@ -5,7 +5,8 @@ package Test::TLS;
 # one expired; one for another name; one self-signed; a client
 # certificate, and its key encrypted), and the two TLS wrappers in front of a plain QMTP server:
 # stunnel4 (its own listener, forwarding to a port) and tlswrapper (under
-# tcpserver, in front of mailfront: Test::Mailfront's wrapper option).
+# tcpserver, in front of mailfront: Test::Mailfront's wrapper option); and
+# a scripted TLS server for the faults no wrapper makes.
 
 use strict;
 use warnings;
@@ -170,6 +171,32 @@ sub stunnel_to {
         $self->stop;
     }
     croak "Test::TLS: stunnel did not start: " . _slurp("$dir/stunnel.err") . _slurp("$dir/stunnel.log");
+}
+
+# A TLS server of the test's own (IO::Socket::SSL, server certificate from
+# $c) in a child, for what no wrapper does on demand: $script->($listener)
+# runs there, its output gone, for 20 s at most. Returns an object whose
+# port is the server's; the child is killed when it goes. undef without
+# IO::Socket::SSL.
+sub scripted_server {
+    my ($class, $c, $script) = @_;
+    eval { require IO::Socket::SSL; 1 } or return undef;
+    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
+        SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
+        or croak "Test::TLS: TLS listener: $IO::Socket::SSL::SSL_ERROR";
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $SIG{ALRM} = sub { POSIX::_exit(2) };
+        alarm 20;
+        $script->($l);
+        POSIX::_exit(0);
+    }
+    my $port = $l->sockport;
+    close $l;
+    return bless { pid => $pid, port => $port, creator => $$ }, $class;
 }
 
 sub _slurp { my ($f) = @_; open my $fh, '<', $f or return ''; local $/; return scalar <$fh> }
