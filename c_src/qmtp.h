@@ -139,11 +139,12 @@ void qmtp_set_max_response(qmtp_client *c, size_t max);
 /* Closes any connection, then looks host up (within the connect timeout,
  * where glibc's getaddrinfo_a allows) and tries every address (IPv4 and
  * IPv6, in resolver order), each with the connect timeout, until one
- * accepts; the call limit bounds it all. A host starting with '/' is the
- * path of a Unix-domain socket (port unused). A numeric port must be 1 to
- * 65535. host and port are copied. Returns 0 or QMTP_E_RESOLVE/
- * QMTP_E_CONNECT/QMTP_E_TIMEOUT (the call limit)/QMTP_E_INTR/QMTP_E_ARG/
- * QMTP_E_NOMEM. */
+ * accepts (over TLS: until one's handshake succeeds; when none does, the
+ * error is the last handshake's); the call limit bounds it all. A host
+ * starting with '/' is the path of a Unix-domain socket (port unused). A
+ * numeric port must be 1 to 65535. host and port are copied. Returns 0 or
+ * QMTP_E_RESOLVE/QMTP_E_CONNECT/QMTP_E_TLS/QMTP_E_TIMEOUT (the call
+ * limit)/QMTP_E_INTR/QMTP_E_ARG/QMTP_E_NOMEM. */
 int qmtp_connect(qmtp_client *c, const char *host, const char *port);
 
 /* QMTPS: TLS from the first byte of each later connection (see

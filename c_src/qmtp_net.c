@@ -180,10 +180,13 @@ struct qmtp_connecting {
     int tls_want;              /* what the handshake waits for (QMTP_WANT_*) */
     int unix_socket;
     int last_errno;
+    int tls_status;            /* an earlier address's failed handshake (0: none), its text in tls_why */
+    int tls_errno;
     int limit_hit;
     char where[sizeof ((qmtp_client *)0)->peer];
     struct addrinfo unix_ai;
     struct sockaddr_un unix_sa;
+    char tls_why[sizeof ((qmtp_client *)0)->errstr];
 };
 
 /* Opens a socket for ai into c->fd (from the start, so that a hook leaving
@@ -218,6 +221,26 @@ static int connect_begin(qmtp_client *c, const struct addrinfo *ai)
 }
 
 static int connect_failed(qmtp_client *c, int status);
+static int try_addresses(qmtp_client *c);
+
+/* The handshake with the address being tried failed (rc, its text set).
+ * Another address of the name may be another server or wrapper: the next
+ * is tried, as after a refused connection, unless the time is up. */
+static int handshake_failed(qmtp_client *c, int rc)
+{
+    struct qmtp_connecting *k = c->connecting;
+
+    if (rc != QMTP_E_TLS || k->unix_socket || k->ai->ai_next == NULL || qmtp_call_limit_reached(c)) {
+        return connect_failed(c, rc);
+    }
+    k->tls_status = rc;
+    k->tls_errno = c->sys_errno;
+    memcpy(k->tls_why, c->errstr, sizeof k->tls_why);
+    qmtp_close(c);
+    k->handshaking = 0;
+    k->ai = k->ai->ai_next;
+    return try_addresses(c);
+}
 
 /* The connection is made, and over TLS its handshake done. */
 static int connected_done(qmtp_client *c)
@@ -245,7 +268,7 @@ static int handshake(qmtp_client *c)
     if (rc == QMTP_RUNNING) {
         return rc;
     }
-    return rc == QMTP_OK ? connected_done(c) : connect_failed(c, rc);
+    return rc == QMTP_OK ? connected_done(c) : handshake_failed(c, rc);
 }
 
 /* The connection is made: over TLS, the handshake starts, with a connect
@@ -288,6 +311,14 @@ static int connect_failed(qmtp_client *c, int status)
     c->connect_active = 0;
     if (status != QMTP_OK) {
         return status; /* its text is set */
+    }
+    if (k->tls_status != QMTP_OK && !k->limit_hit) {
+        /* A server answered at an earlier address: what its handshake
+         * said tells more than the refusals after it. */
+        c->err = k->tls_status;
+        c->sys_errno = k->tls_errno;
+        memcpy(c->errstr, k->tls_why, sizeof c->errstr);
+        return c->err;
     }
     if (k->unix_socket) {
         if (k->limit_hit) {
@@ -494,8 +525,8 @@ int qmtp_connect_step(qmtp_client *c, int ready)
             return connect_failed(c, qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "in the TLS handshake with %s (%s)",
                                                c->host, k->where));
         }
-        return connect_failed(c, qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the handshake with the server at %s timed out after %.3g s",
-                                           k->where, (double)c->connect_ms / 1000.0));
+        return handshake_failed(c, qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the handshake with the server at %s timed out after %.3g s",
+                                             k->where, (double)c->connect_ms / 1000.0));
     }
     if (ready == 0) {
         if (qmtp_now_ms() < k->attempt_deadline) {

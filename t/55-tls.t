@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use POSIX ();
+use Socket ();
 use Net::QMTP;
 
 my $require = $ENV{NET_QMTP_REQUIRE_TLS};
@@ -391,6 +392,55 @@ case 'a reset mid-package over TLS: an error, no SIGPIPE' => sub {
     $srv->stop;
     ok(!$res->[0]{result}, 'not sent (and the process is alive)');
     like($res->[0]{error}, qr/\Anot sent: .*(?:reset|closed|lost)/, 'the error says the connection went');
+};
+
+# A name's addresses are tried in turn over TLS too: a handshake that
+# fails at one (a wrapper gone wrong, a server without TLS) is no reason to
+# give up the next. .ci/run maps qmtp-dual.test to ::1 and 127.0.0.1.
+case 'a failed handshake at one address: the next address is tried' => sub {
+    my ($err, @ai) = Socket::getaddrinfo('qmtp-dual.test', 0, { socktype => Socket::SOCK_STREAM() });
+    my @hosts = map { (Socket::getnameinfo($_->{addr}, Socket::NI_NUMERICHOST()))[1] } @ai;
+    if (@hosts < 2) {
+        return fail('qmtp-dual.test must resolve to ::1 and 127.0.0.1 (NET_QMTP_REQUIRE_TLS=1): see .ci/run') if $require;
+        return pass('qmtp-dual.test does not resolve to two addresses (set up by .ci/run): nothing to check');
+    }
+    my $good = Test::TLS->scripted_server($c, sub {
+        my ($l) = @_;
+        my $s = $l->accept or POSIX::_exit(1);
+        my $buf = '';
+        sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        syswrite($s, '7:Ksecond,');
+        sysread($s, $buf, 1);
+    }, local => $hosts[1]) or return no_scripted_server();
+    require IO::Socket::IP;
+    my $l = IO::Socket::IP->new(LocalHost => $hosts[0], LocalPort => $good->port, Listen => 5, ReuseAddr => 1)
+        or return fail("cannot listen on $hosts[0] port " . $good->port . ": $@");
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        alarm 20;
+        while (my $s = $l->accept) { syswrite($s, "this is no TLS\r\n"); close $s }
+        POSIX::_exit(0);
+    }
+    close $l;
+    my %dual = (%trust, Port => $good->port, SSL_hostname => 'localhost', ConnectTimeout => 5 * $SLOW, Timeout => 5 * $SLOW);
+    my $q = Net::QMTP->new('qmtp-dual.test', %dual);
+    ok($q, "no TLS at $hosts[0]: connected at $hosts[1]") or diag $@;
+    if ($q) {
+        $q->sender('s@x');
+        $q->recipient('r@x');
+        $q->message("hi\n");
+        my $r = $q->send;
+        is($r && $r->{'r@x'}, 'success: second', '... and sent there');
+        undef $q;
+    }
+    $good->stop;
+    $q = Net::QMTP->new('qmtp-dual.test', %dual);
+    ok(!$q, 'no TLS at the first, nobody at the second: no connection');
+    like($@, qr/\ATLS: the handshake with the server at .* failed: /, '$@ is what the first one\'s handshake said, not the refusal')
+        or diag $@;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
 };
 
 # Bytes that are no TLS record, after the handshake: the end of the run,

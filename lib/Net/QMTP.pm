@@ -1959,9 +1959,12 @@ C<new>): C<TLS: the certificate of the server at 192.0.2.25 port 6209 was
 not accepted: certificate has expired> (or C<unable to get local issuer
 certificate>, C<self-signed certificate>, C<hostname mismatch>, ...); a
 handshake that fails for another reason, or takes longer than
-C<ConnectTimeout>, says so. C<SSL_fingerprint> pins the certificate;
-C<SSL_verify_mode =E<gt> 0> turns checking off, which is unsafe and must
-be said.
+C<ConnectTimeout>, says so. A name's addresses are tried in turn, as
+without TLS: a handshake or certificate that fails at one moves on to the
+next, and when none connects, the error is the last handshake's (a server
+was there) rather than a refusal after it. C<SSL_fingerprint> pins the
+certificate; C<SSL_verify_mode =E<gt> 0> turns checking off, which is
+unsafe and must be said.
 
 Everything else is as without TLS: pipelining, the timeouts, the
 non-blocking interface, the results. Message files go through TLS (read,

@@ -175,13 +175,13 @@ sub stunnel_to {
 
 # A TLS server of the test's own (IO::Socket::SSL, server certificate from
 # $c) in a child, for what no wrapper does on demand: $script->($listener)
-# runs there, its output gone, for 20 s at most. Returns an object whose
-# port is the server's; the child is killed when it goes. undef without
-# IO::Socket::SSL.
+# runs there, its output gone, for 20 s at most. Option: local, the address
+# to listen on (127.0.0.1). Returns an object whose port is the server's;
+# the child is killed when it goes. undef without IO::Socket::SSL.
 sub scripted_server {
-    my ($class, $c, $script) = @_;
+    my ($class, $c, $script, %o) = @_;
     eval { require IO::Socket::SSL; 1 } or return undef;
-    my $l = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
+    my $l = IO::Socket::SSL->new(LocalAddr => $o{local} || '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1,
         SSL_server => 1, SSL_cert_file => $c->{server}, SSL_key_file => $c->{server_key})
         or croak "Test::TLS: TLS listener: $IO::Socket::SSL::SSL_ERROR";
     my $pid = fork;
