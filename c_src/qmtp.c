@@ -95,6 +95,7 @@ int qmtp_set_answers(qmtp_client *c, int how)
 void qmtp_set_call_limit(qmtp_client *c, int64_t ms)
 {
     c->call_deadline = ms > 0 ? qmtp_now_ms() + ms : 0;
+    c->call_ms = ms > 0 ? ms : 0;
 }
 
 int qmtp_call_limit_reached(const qmtp_client *c)

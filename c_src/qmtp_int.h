@@ -62,6 +62,7 @@ struct qmtp_client {
     enum qmtp_mode shown;   /* shown by the open connection: decides attribution */
     int answers;            /* qmtp_answers, as declared */
     int64_t call_deadline;  /* monotonic ms by which every wait ends, or 0 */
+    int64_t call_ms;        /* the limit it was set from, for error texts */
     int64_t spin_us;        /* busy-wait budget of a run, or 0 */
     unsigned spin_misses;   /* busy-waits in a row that found nothing */
     unsigned spin_skip;     /* waits left that sleep at once */
@@ -173,8 +174,10 @@ void qmtp_resolve_abandon(qmtp_client *c);
  * timeout, has run out. */
 int qmtp_call_limit_reached(const qmtp_client *c);
 
-/* How a step the call limit cut short begins its text (QMTP_E_TIMEOUT). */
-#define CALL_LIMIT_TEXT "timed out: the call limit was reached while "
+/* How a step the call limit cut short begins its text (QMTP_E_TIMEOUT);
+ * its first argument is CALL_LIMIT_S(c), the limit in seconds. */
+#define CALL_LIMIT_TEXT "timed out: the call limit of %.3g s was reached while "
+#define CALL_LIMIT_S(c) ((double)(c)->call_ms / 1000.0)
 
 /* Frees the name lookups of this client that have ended, after asking the
  * others to stop; waits up to wait_ms (<= 0: not at all) for those that a

@@ -322,14 +322,14 @@ static int connect_failed(qmtp_client *c, int status)
     }
     if (k->unix_socket) {
         if (k->limit_hit) {
-            return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to unix socket %s", host);
+            return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to unix socket %s", CALL_LIMIT_S(c), host);
         }
         return e == ETIMEDOUT
             ? qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to unix socket %s: timed out", host)
             : qmtp_fail(c, QMTP_E_CONNECT, e, "cannot connect to unix socket %s", host);
     }
     if (k->limit_hit) {
-        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to %s (%s)", host, k->where);
+        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "connecting to %s (%s)", CALL_LIMIT_S(c), host, k->where);
     }
     if (e == ETIMEDOUT) {
         return qmtp_fail(c, QMTP_E_CONNECT, 0, "cannot connect to %s (%s): timed out after %.3g s",
@@ -522,7 +522,7 @@ int qmtp_connect_step(qmtp_client *c, int ready)
             return handshake(c);
         }
         if (qmtp_call_limit_reached(c)) {
-            return connect_failed(c, qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "in the TLS handshake with %s (%s)",
+            return connect_failed(c, qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "in the TLS handshake with %s (%s)", CALL_LIMIT_S(c),
                                                c->host, k->where));
         }
         return handshake_failed(c, qmtp_fail(c, QMTP_E_TLS, 0, "TLS: the handshake with the server at %s timed out after %.3g s",

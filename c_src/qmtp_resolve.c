@@ -39,7 +39,7 @@ static int resolve_blocking(qmtp_client *c, const char *host, const char *port)
 static int resolve_timed_out(qmtp_client *c, const char *host)
 {
     if (qmtp_call_limit_reached(c)) {
-        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "resolving '%s'", host);
+        return qmtp_fail(c, QMTP_E_TIMEOUT, 0, CALL_LIMIT_TEXT "resolving '%s'", CALL_LIMIT_S(c), host);
     }
     return qmtp_fail(c, QMTP_E_RESOLVE, 0, "cannot resolve '%s': timed out after %.3g s", host,
                      (double)c->connect_ms / 1000.0);

@@ -405,7 +405,7 @@ static int finish_failed(struct qmtp_run *r, int status)
     int first_bad;
 
     if (status == QMTP_E_TIMEOUT && r->limit_hit) {
-        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: the call limit was reached %s",
+        qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: the call limit of %.3g s was reached %s", CALL_LIMIT_S(c),
                   qmtp_wants_write(r) ? "while sending" : "waiting for responses");
     } else if (status == QMTP_E_TIMEOUT) {
         qmtp_fail(c, QMTP_E_TIMEOUT, 0, "timed out: no progress for %.3g s %s",

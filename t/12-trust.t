@@ -471,7 +471,7 @@ case 'TotalTimeout stops a server trickling inside every Timeout: send()' => sub
 	ok(!defined $res || $res->{'a@x'} =~ /\Adeferral: /, 'the recipient is a deferral (or nothing was sent)')
 		or diag explain $res;
 	no_false_success($q, $res, [], 'TotalTimeout');
-	like($q->error // 'undef', qr/call limit/, 'error() says the call limit ended it');
+	like($q->error // 'undef', qr/call limit of 1\.5 s was reached/, 'error() says the call limit ended it, and what it was');
 	note 'error: ' . ($q->error // 'undef');
 
 	# The limit is the call's: the next send() has its own, on a server

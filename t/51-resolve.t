@@ -105,7 +105,7 @@ my $hangs = 'name.that.hangs';
     my $q = Net::QMTP->new($hangs, ConnectTimeout => 5, TotalTimeout => 0.5);
     my $took = time - $t0;
     is($q, undef, 'TotalTimeout ends the lookup too');
-    like($@, qr/call limit/, '... and $@ says so');
+    like($@, qr/call limit of 0\.5 s was reached/, '... and $@ says so, with the limit');
     cmp_ok($took, '<', 1.2, sprintf('... in time (%.2f s)', $took));
 }
 

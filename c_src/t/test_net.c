@@ -196,7 +196,7 @@ static void test_connect(void)
     t0 = qmtp_now_ms();
     rc = qmtp_connect(c, "127.0.0.1", ps);
     snprintf(want, sizeof want,
-             "timed out: the call limit was reached while connecting to 127.0.0.1 (127.0.0.1 port %u)", port);
+             "timed out: the call limit of 0.3 s was reached while connecting to 127.0.0.1 (127.0.0.1 port %u)", port);
     CHECK(rc == QMTP_E_TIMEOUT && errstr_is(c, want) && since(t0) >= 250 && since(t0) < 1500,
           "the call limit cuts a connect short: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c),
           (long)since(t0));
@@ -206,7 +206,7 @@ static void test_connect(void)
     t0 = qmtp_now_ms();
     rc = qmtp_connect(c, "127.0.0.1", ps);
     CHECK(rc == QMTP_E_TIMEOUT &&
-          errstr_is(c, "timed out: the call limit was reached while resolving '127.0.0.1'") && since(t0) < 100,
+          errstr_is(c, "timed out: the call limit of 0.3 s was reached while resolving '127.0.0.1'") && since(t0) < 100,
           "a call limit already reached: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c), (long)since(t0));
     qmtp_set_call_limit(c, 0);
     close_all(fd, fill, nfill);
@@ -294,7 +294,7 @@ static void test_connect_steps(void)
     t0 = qmtp_now_ms();
     rc = connect_by_steps(c, "127.0.0.1", ps, &steps);
     snprintf(want, sizeof want,
-             "timed out: the call limit was reached while connecting to 127.0.0.1 (127.0.0.1 port %u)", port);
+             "timed out: the call limit of 0.3 s was reached while connecting to 127.0.0.1 (127.0.0.1 port %u)", port);
     CHECK(rc == QMTP_E_TIMEOUT && errstr_is(c, want) && since(t0) >= 250 && since(t0) < 1500,
           "steps: the call limit: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c), (long)since(t0));
     qmtp_set_call_limit(c, 0);
@@ -522,7 +522,7 @@ static void ns_tests(void)
     t0 = qmtp_now_ms();
     rc = qmtp_connect(c, hangs, "209");
     CHECK(rc == QMTP_E_TIMEOUT &&
-          errstr_is(c, "timed out: the call limit was reached while resolving 'name.that.hangs'") &&
+          errstr_is(c, "timed out: the call limit of 0.3 s was reached while resolving 'name.that.hangs'") &&
           since(t0) >= 250 && since(t0) < 1000,
           "the call limit cuts a lookup short: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c), (long)since(t0));
     qmtp_set_call_limit(c, 0);
@@ -585,7 +585,7 @@ static void ns_tests(void)
     t0 = qmtp_now_ms();
     rc = qmtp_connect(c, "two.test", ps);
     snprintf(want, sizeof want,
-             "timed out: the call limit was reached while connecting to two.test (127.0.0.2 port %u)", port);
+             "timed out: the call limit of 0.45 s was reached while connecting to two.test (127.0.0.2 port %u)", port);
     CHECK(rc == QMTP_E_TIMEOUT && errstr_is(c, want) && since(t0) >= 400 && since(t0) < 1200,
           "the call limit stops trying addresses: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c),
           (long)since(t0));

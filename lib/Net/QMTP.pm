@@ -1256,7 +1256,8 @@ call (connecting, a reconnect the call makes by itself, writing, waiting
 for answers) ends by then. A message whose limit runs out before it was
 written in full is not sent; one written in full gets a C<deferral: > for
 each recipient still unanswered, and C<error()> says the call limit was
-reached. No limit by default. It is the limit for callers that must not
+reached (C<timed out: the call limit of 30 s was reached while sending>).
+No limit by default. It is the limit for callers that must not
 wait longer, whatever the server does; C<Timeout> is still what notices a
 server that stopped.
 
@@ -1868,7 +1869,7 @@ deferrals, as above) and C<error()> says what happened, for example:
  cannot connect to mx.example.org (192.0.2.7 port 209): Connection refused
  cannot connect to mx.example.org (192.0.2.7 port 209): timed out after 120 s
  timed out: no progress for 120 s while sending
- timed out: the call limit was reached waiting for responses
+ timed out: the call limit of 600 s was reached waiting for responses
  connection lost while sending the package: Broken pipe
  File '/spool/msg' shrank while being sent
  Cannot open file '/spool/msg': No such file or directory
