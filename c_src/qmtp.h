@@ -137,7 +137,7 @@ void qmtp_set_call_limit(qmtp_client *c, int64_t ms);
 void qmtp_set_max_response(qmtp_client *c, size_t max);
 
 /* Closes any connection, then looks host up (within the connect timeout,
- * where glibc's getaddrinfo_a allows) and tries every address (IPv4 and
+ * the lookup in a thread of its own) and tries every address (IPv4 and
  * IPv6, in resolver order), each with the connect timeout, until one
  * accepts (over TLS: until one's handshake succeeds; when none does, the
  * error is the last handshake's); the call limit bounds it all. A host
@@ -298,11 +298,10 @@ enum { QMTP_WANT_READ = 1, QMTP_WANT_WRITE = 2 };
 int qmtp_run_start(qmtp_client *c);
 
 /* qmtp_connect without waiting: QMTP_RUNNING, or what qmtp_connect
- * returns. A name (not a numeric address) is looked up by getaddrinfo_a
- * in glibc's resolver thread, and qmtp_wants asks to be stepped every few
- * milliseconds (fd -1) until it is done; where getaddrinfo_a cannot be
- * used (other libcs, and in a process forked from one that used it) the
- * lookup blocks: pass numeric addresses to avoid that. */
+ * returns. A name (not a numeric address) is looked up by getaddrinfo in
+ * a thread of its own, and qmtp_wants asks to be stepped every few
+ * milliseconds (fd -1) until it is done; only a build without threads
+ * (QMTP_NO_RESOLVER_THREAD) blocks in the lookup. */
 int qmtp_connect_start(qmtp_client *c, const char *host, const char *port);
 
 /* What the run or connect under way waits for: *fd (-1: only the

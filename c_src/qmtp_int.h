@@ -159,7 +159,7 @@ int qmtp_resolve(qmtp_client *c, const char *host, const char *port);
 
 /* qmtp_resolve without waiting: QMTP_RUNNING with a lookup under way (see
  * qmtp_resolve_poll), or what qmtp_resolve returns (a numeric address, or
- * where getaddrinfo_a cannot be used: looked up at once). The lookup ends
+ * no thread could be started for it: looked up at once). The lookup ends
  * by deadline (monotonic ms). */
 int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline);
 
@@ -179,11 +179,11 @@ int qmtp_call_limit_reached(const qmtp_client *c);
 #define CALL_LIMIT_TEXT "timed out: the call limit of %.3g s was reached while "
 #define CALL_LIMIT_S(c) ((double)(c)->call_ms / 1000.0)
 
-/* Frees the name lookups of this client that have ended, after asking the
- * others to stop; waits up to wait_ms (<= 0: not at all) for those that a
- * resolver thread is still running. Returns how many are still running:
- * they stay listed (qmtp_free must leave them: that thread still writes to
- * them). qmtp_recover calls it with 0. */
+/* Frees the name lookups of this client that have ended; waits up to
+ * wait_ms (<= 0: not at all) for those whose thread is still running.
+ * Returns how many are still running: they stay listed (qmtp_free must
+ * leave them: their thread still writes to them). qmtp_recover calls it
+ * with 0. */
 int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms);
 
 /* Called on EINTR: 0 to go on, else the status to stop with. */

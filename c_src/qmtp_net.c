@@ -1,9 +1,8 @@
 /* Connections: name resolution, connect with a deadline, idle checks.
  * Every socket is non-blocking and close-on-exec; all waiting is poll(2)
  * against a monotonic deadline, never alarm(2) or SO_RCVTIMEO. Names are
- * looked up with glibc's getaddrinfo_a where there is one, so that the
- * connect timeout and the call limit bound the lookup too; elsewhere with
- * getaddrinfo, which waits as long as the resolver does. */
+ * looked up in a thread of the lookup's own (qmtp_resolve.c), so that the
+ * connect timeout and the call limit bound the lookup too. */
 #define _GNU_SOURCE 1
 #include "qmtp_int.h"
 

@@ -1,13 +1,16 @@
-/* Name resolution by a deadline: glibc's getaddrinfo_a, waited for with
- * gai_suspend against the connect timeout and the call limit, so that a
- * name server that does not answer cannot hold a call, and the caller's
- * signal handlers run meanwhile. Elsewhere, plain getaddrinfo. */
+/* Name resolution by a deadline: getaddrinfo in a thread of the lookup's
+ * own, waited for in poll(2) against the connect timeout and the call
+ * limit, so that a name server that does not answer cannot hold a call,
+ * and the caller's signal handlers run meanwhile. Built with
+ * QMTP_NO_RESOLVER_THREAD: plain getaddrinfo, as long as it takes. */
 #define _GNU_SOURCE 1
 #include "qmtp_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,45 +48,53 @@ static int resolve_timed_out(qmtp_client *c, const char *host)
                      (double)c->connect_ms / 1000.0);
 }
 
-#if defined(GAI_NOWAIT) && !defined(QMTP_NO_GETADDRINFO_A)
+#ifndef QMTP_NO_RESOLVER_THREAD
 
-/* A lookup a resolver thread may still write to, until gai_error says it
- * has ended: on the heap and on the client's list from before it starts,
- * because the wait for it may give up, or be left by longjmp from the
- * interrupt hook, while that thread runs. */
+/* A lookup runs getaddrinfo in a thread of its own, started for it: any
+ * process can start one (glibc's getaddrinfo_a keeps helper threads in
+ * process-wide state that a forked child inherits without the threads,
+ * and can then hang in it for ever). The thread writes only to its
+ * lookup, wakes the waiter by a byte on the lookup's pipe, and at last
+ * marks it done; the lookup is on the client's list from before the
+ * thread starts and freed only once done, because the wait may give up,
+ * or be left by longjmp from the interrupt hook, while the thread runs. */
 struct qmtp_lookup {
-    struct gaicb cb; /* first: glibc holds a pointer to it */
     struct addrinfo hints;
+    struct addrinfo *result;
+    int gai;
+    int gai_errno;           /* errno of EAI_SYSTEM, in the thread */
+    int done;                /* the thread's last touch (atomic) */
+    int wake[2];             /* the thread writes a byte to wake[1] */
     struct qmtp_lookup *next;
-    pid_t pid;       /* of the process whose resolver runs it */
-    char names[];    /* host NUL port NUL, for cb */
+    pid_t pid;               /* of the process whose thread runs it */
+    char names[];            /* host NUL port NUL */
 };
-
-/* glibc keeps the state of getaddrinfo_a process-wide: its helper
- * threads, which idle for a second after a lookup, and the condition
- * variable they wait on. A forked child inherits that state without the
- * threads, and its first getaddrinfo_a can then block for ever (signalling
- * waiters it does not have). So getaddrinfo_a is used only by the first
- * process that uses it here; its children use getaddrinfo. The one piece
- * of process-wide state in the core, because glibc's is. */
-static pid_t gai_owner;
-
-static int may_use_gai(void)
-{
-    pid_t me = getpid();
-    pid_t owner = 0;
-
-    /* The threads of one process that race here all claim the same pid. */
-    __atomic_compare_exchange_n(&gai_owner, &owner, me, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    return owner == 0 || owner == me;
-}
 
 static void lookup_free(struct qmtp_lookup *q)
 {
-    if (q->cb.ar_result != NULL) {
-        freeaddrinfo(q->cb.ar_result);
+    if (q->result != NULL) {
+        freeaddrinfo(q->result);
     }
+    close(q->wake[0]);
+    close(q->wake[1]);
     free(q);
+}
+
+static void *lookup_run(void *arg)
+{
+    struct qmtp_lookup *q = arg;
+    const char *host = q->names;
+    const char *port = q->names + strlen(q->names) + 1;
+    char byte = 0;
+    ssize_t w;
+
+    q->gai = getaddrinfo(host, port, &q->hints, &q->result);
+    q->gai_errno = q->gai == EAI_SYSTEM ? errno : 0;
+    /* The byte first: once done is seen, the pipe may be closed. */
+    w = write(q->wake[1], &byte, 1);
+    (void)w;
+    __atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+    return NULL;
 }
 
 static void lookup_unlink(qmtp_client *c, const struct qmtp_lookup *q)
@@ -96,14 +107,11 @@ static void lookup_unlink(qmtp_client *c, const struct qmtp_lookup *q)
     *pp = q->next;
 }
 
-/* 1 once no resolver thread will touch q again: it has ended, or it is
- * dropped now before one took it up, or it is a forked child's copy (the
- * thread writes to the parent's). 0 while one runs it: glibc cannot stop
- * that thread, so q must wait for it. */
-static int lookup_released(struct qmtp_lookup *q)
+/* 1 once no thread will touch q again: it is done, or q is a forked
+ * child's copy (the thread writes to the parent's). */
+static int lookup_released(const struct qmtp_lookup *q)
 {
-    return q->pid != getpid() || gai_error(&q->cb) != EAI_INPROGRESS ||
-           gai_cancel(&q->cb) != EAI_NOTCANCELED;
+    return q->pid != getpid() || __atomic_load_n(&q->done, __ATOMIC_ACQUIRE);
 }
 
 /* Gives up on q: freed now if it can be, else left listed for reaping. */
@@ -115,115 +123,103 @@ static void lookup_abandon(qmtp_client *c, struct qmtp_lookup *q)
     }
 }
 
+static int pipe_for_wake(int fd[2])
+{
+    int i;
+
+    if (pipe(fd) != 0) {
+        return -1;
+    }
+    for (i = 0; i < 2; i++) {
+        int fl = fcntl(fd[i], F_GETFL);
+
+        if (fl < 0 || fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd[i], F_SETFD, FD_CLOEXEC) != 0) {
+            close(fd[0]);
+            close(fd[1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Starts looking up host and port. 0, with the lookup listed in *out, or
- * -1 when getaddrinfo_a cannot take it (no memory, no thread). */
+ * -1 when no thread can be started for it (no memory, descriptors, threads). */
 static int lookup_start(qmtp_client *c, const char *host, const char *port, struct qmtp_lookup **out)
 {
     size_t hlen = strlen(host) + 1;
     size_t plen = strlen(port) + 1;
     struct qmtp_lookup *q = malloc(sizeof *q + hlen + plen);
-    struct gaicb *list[1];
-    struct sigevent sev;
+    pthread_attr_t attr;
+    pthread_t tid;
+    sigset_t all;
+    sigset_t old;
+    int rc;
 
     if (q == NULL) {
         return -1;
     }
     memset(q, 0, sizeof *q);
+    if (pipe_for_wake(q->wake) != 0) {
+        free(q);
+        return -1;
+    }
     memcpy(q->names, host, hlen);
     memcpy(q->names + hlen, port, plen);
     q->hints.ai_family = AF_UNSPEC;
     q->hints.ai_socktype = SOCK_STREAM;
-    q->cb.ar_name = q->names;
-    q->cb.ar_service = q->names + hlen;
-    q->cb.ar_request = &q->hints;
     q->pid = getpid();
-    memset(&sev, 0, sizeof sev);
-    sev.sigev_notify = SIGEV_NONE;
-    list[0] = &q->cb;
     q->next = c->lookups;
     c->lookups = q;
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev) != 0) {
-        /* It may have been queued all the same (glibc fails when it cannot
-         * allocate the notification after queueing). */
-        lookup_abandon(c, q);
+    /* Signals stay with the caller's threads: the lookup's blocks them all. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&tid, &attr, lookup_run, q);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        lookup_unlink(c, q);
+        lookup_free(q);
         return -1;
     }
     *out = q;
     return 0;
 }
 
-/* Waits up to ms (> 0) for cb to end. EAI_INTR when a signal came, else 0
- * (it may not have ended). */
-static int lookup_wait(const struct gaicb *cb, int64_t ms)
+/* Waits up to ms (> 0) for q's thread to wake it. EINTR when a signal
+ * came, else 0 (q may not be done). */
+static int lookup_wait(const struct qmtp_lookup *q, int64_t ms)
 {
-    const struct gaicb *list[1];
-    struct timespec ts;
-    int64_t before = qmtp_now_ms();
-    int r;
+    struct pollfd p;
 
-    list[0] = cb;
-    ts.tv_sec = (time_t)(ms / 1000);
-    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-    r = gai_suspend(list, 1, &ts);
-    if (r == EAI_INTR) {
-        return EAI_INTR;
-    }
-    /* A wait that timed out was seen to say EAI_SYSTEM, not EAI_AGAIN
-     * (glibc 2.36); one that comes back at once, whatever it says, must
-     * not make the caller spin. */
-    if (r != 0 && qmtp_now_ms() == before) {
-        poll(NULL, 0, 1);
+    p.fd = q->wake[0];
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, ms > 1000000 ? 1000000 : (int)ms) < 0 && errno == EINTR) {
+        return EINTR;
     }
     return 0;
 }
 
-/* The lookup q has ended with gai: its addresses go to c->pending_ai,
- * and q is freed. 0 or QMTP_E_RESOLVE. */
-static int lookup_result(qmtp_client *c, struct qmtp_lookup *q, int gai)
+/* The lookup q is done: its addresses go to c->pending_ai, and q is
+ * freed. 0 or QMTP_E_RESOLVE. */
+static int lookup_result(qmtp_client *c, struct qmtp_lookup *q)
 {
     lookup_unlink(c, q);
-    if (gai != 0) {
-        int rc = qmtp_fail(c, QMTP_E_RESOLVE, 0, "cannot resolve '%s' port '%s': %s", q->names,
-                           q->names + strlen(q->names) + 1, gai_strerror(gai));
+    if (q->gai != 0) {
+        int rc = qmtp_fail(c, QMTP_E_RESOLVE, q->gai_errno, "cannot resolve '%s' port '%s': %s", q->names,
+                           q->names + strlen(q->names) + 1, gai_strerror(q->gai));
 
-        /* errno of EAI_SYSTEM stayed in the resolver thread */
         lookup_free(q);
         return rc;
     }
-    c->pending_ai = q->cb.ar_result;
-    q->cb.ar_result = NULL;
+    c->pending_ai = q->result;
+    q->result = NULL;
     lookup_free(q);
     return QMTP_OK;
-}
-
-/* Looks host and port up by the connect timeout and the call limit,
- * running the caller's signal handlers on EINTR. 0 with the addresses in
- * c->pending_ai, or a status with the client's error set. */
-int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
-{
-    int64_t deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
-    struct qmtp_lookup *q = NULL;
-    int gai;
-
-    if (qmtp_call_limit_reached(c)) {
-        return resolve_timed_out(c, host);
-    }
-    if (!may_use_gai() || lookup_start(c, host, port, &q) != 0) {
-        return resolve_blocking(c, host, port);
-    }
-    while ((gai = gai_error(&q->cb)) == EAI_INPROGRESS) {
-        int64_t now = qmtp_now_ms();
-
-        if (now >= deadline) {
-            lookup_abandon(c, q);
-            return resolve_timed_out(c, host);
-        }
-        if (lookup_wait(&q->cb, deadline - now) == EAI_INTR && qmtp_interrupted(c) != QMTP_OK) {
-            lookup_abandon(c, q);
-            return qmtp_fail(c, QMTP_E_INTR, EINTR, "resolving '%s' was interrupted", host);
-        }
-    }
-    return lookup_result(c, q, gai);
 }
 
 /* A numeric address needs no lookup, and no thread: 0 with the address
@@ -244,6 +240,38 @@ static int numeric(qmtp_client *c, const char *host, const char *port)
     return 0;
 }
 
+/* Looks host and port up by the connect timeout and the call limit,
+ * running the caller's signal handlers on EINTR. 0 with the addresses in
+ * c->pending_ai, or a status with the client's error set. */
+int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
+{
+    int64_t deadline = qmtp_deadline(c, qmtp_now_ms() + c->connect_ms);
+    struct qmtp_lookup *q = NULL;
+
+    if (qmtp_call_limit_reached(c)) {
+        return resolve_timed_out(c, host);
+    }
+    if (numeric(c, host, port) == 0) {
+        return QMTP_OK;
+    }
+    if (lookup_start(c, host, port, &q) != 0) {
+        return resolve_blocking(c, host, port);
+    }
+    while (!lookup_released(q)) {
+        int64_t now = qmtp_now_ms();
+
+        if (now >= deadline) {
+            lookup_abandon(c, q);
+            return resolve_timed_out(c, host);
+        }
+        if (lookup_wait(q, deadline - now) == EINTR && qmtp_interrupted(c) != QMTP_OK) {
+            lookup_abandon(c, q);
+            return qmtp_fail(c, QMTP_E_INTR, EINTR, "resolving '%s' was interrupted", host);
+        }
+    }
+    return lookup_result(c, q);
+}
+
 int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline)
 {
     struct qmtp_lookup *q = NULL;
@@ -254,7 +282,7 @@ int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64
     if (numeric(c, host, port) == 0) {
         return QMTP_OK;
     }
-    if (!may_use_gai() || lookup_start(c, host, port, &q) != 0) {
+    if (lookup_start(c, host, port, &q) != 0) {
         return resolve_blocking(c, host, port);
     }
     c->resolving = q;
@@ -265,13 +293,11 @@ int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64
 int qmtp_resolve_poll(qmtp_client *c)
 {
     struct qmtp_lookup *q = c->resolving;
-    int gai;
 
     if (q == NULL) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "no lookup is under way");
     }
-    gai = gai_error(&q->cb);
-    if (gai == EAI_INPROGRESS) {
+    if (!lookup_released(q)) {
         if (qmtp_now_ms() < c->resolve_deadline) {
             return QMTP_RUNNING;
         }
@@ -279,7 +305,7 @@ int qmtp_resolve_poll(qmtp_client *c)
         return resolve_timed_out(c, c->host);
     }
     c->resolving = NULL;
-    return lookup_result(c, q, gai);
+    return lookup_result(c, q);
 }
 
 void qmtp_resolve_abandon(qmtp_client *c)
@@ -316,11 +342,11 @@ int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms)
         if (running == NULL || now >= until) {
             return left;
         }
-        lookup_wait(&running->cb, until - now);
+        lookup_wait(running, until - now);
     }
 }
 
-#else /* no getaddrinfo_a: the lookup waits as long as the resolver does */
+#else /* no threads: the lookup waits as long as the resolver does */
 
 int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline)
 {

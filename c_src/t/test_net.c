@@ -308,9 +308,9 @@ static void test_connect_steps(void)
     qmtp_free(c);
 }
 
-/* A child forked while the parent's resolver thread idles inherits
- * glibc's getaddrinfo_a state without that thread, and getaddrinfo_a can
- * then block for ever: the child must resolve with getaddrinfo instead.
+/* A child forked just after a lookup resolves at once (glibc's
+ * getaddrinfo_a, which keeps helper threads in process-wide state, could
+ * block a child for ever; each lookup here runs in a thread of its own).
  * (An alarm ends the child should it block.) */
 static void test_fork(void)
 {
@@ -507,7 +507,7 @@ static void ns_tests(void)
           since(t0) >= 250 && since(t0) < 1000,
           "a lookup that cannot finish in time: rc %d, '%s' after %ld ms", rc, qmtp_errstr(c), (long)since(t0));
     CHECK(qmtp_resolver_reap(c, 0) == 1 && c->lookups != NULL,
-          "... is kept while the resolver thread runs it (glibc cannot stop that)");
+          "... is kept while its thread runs it (getaddrinfo cannot be stopped)");
     fflush(stdout);
     pid = fork();
     if (pid == 0) {
@@ -516,6 +516,17 @@ static void ns_tests(void)
     waitpid(pid, &status, 0);
     CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
           "a forked child frees its copy at once: the parent's resolver thread writes to the parent's");
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        t0 = qmtp_now_ms();
+        alarm(10);
+        rc = qmtp_connect(c, hangs, "209");
+        _exit(rc == QMTP_E_RESOLVE && since(t0) >= 250 && since(t0) < 1000 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a forked child's lookup keeps to the connect timeout too (status %d)", status);
 
     qmtp_set_timeouts(c, 5000, 2000, 100);
     qmtp_set_call_limit(c, 300);

@@ -2010,11 +2010,10 @@ then, or C<undef>. C<jobs> may be an array of jobs (one job is C<[ $job ]>)
 or an iterator, called for each job as the send needs it. If no
 connection is open (C<DeferConnect>, or one closed since), it connects,
 without blocking either; a numeric address needs no name lookup, and a
-name is looked up in glibc's resolver thread (getaddrinfo_a), which the
-send looks at every few milliseconds until it is done. Where that cannot
-be used (other C libraries, and in a process forked from one that used it)
-the lookup blocks: give the address, or resolve it with your loop's own
-resolver, to avoid that.
+name is looked up in a thread of its own (getaddrinfo), which the send
+looks at every few milliseconds until it is done, in forked children too.
+Only a build without POSIX threads blocks in the lookup: give the
+address, or resolve it with your loop's own resolver, to avoid that.
 
 Returns an object with C<cancel(WHY)> and C<pending()> (see
 L<Net::QMTP::Async>). Bad options, and a first job that is not a job,
