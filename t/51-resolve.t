@@ -135,6 +135,30 @@ my $hangs = 'name.that.hangs';
     cmp_ok($took, '<', 1.5, sprintf('... at once, the object freed without waiting for the resolver (%.2f s)', $took));
 }
 
+# A forked child (a preforking daemon's worker) keeps the lookup timeout:
+# the parent has looked a name up just before, so that any resolver state
+# of the parent's is there in the child.
+{
+    pipe my $rd, my $wr or die "pipe: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        close $rd;
+        alarm 10;
+        my $t0 = time;
+        my $q = Net::QMTP->new($hangs, ConnectTimeout => 1);
+        printf {$wr} "%s %.2f %s\n", defined $q ? 'connected' : 'undef', time - $t0, $@ =~ /timed out after 1 s/ ? 'timed-out' : 'other';
+        close $wr;
+        POSIX::_exit(0);
+    }
+    close $wr;
+    my $line = <$rd> // 'nothing';
+    waitpid $pid, 0;
+    my ($what, $took, $why) = split ' ', $line;
+    ok(defined $took && $what eq 'undef' && $why eq 'timed-out' && $took < 1.5,
+        "a forked child's lookup ends at its ConnectTimeout too ($line)");
+}
+
 # Names the hosts file knows still resolve at once, and the client works.
 {
     my $srv = Test::QMTPServer->new(sub {
