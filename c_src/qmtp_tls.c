@@ -26,6 +26,7 @@
 #include <time.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -123,6 +124,7 @@ static const char *ssl_reason(const char *fallback)
 struct key_password {
     const char *password;
     int asked;
+    int room;        /* OpenSSL's buffer, when the password did not fit */
 };
 
 static int give_key_password(char *buf, int size, int rwflag, void *arg)
@@ -135,7 +137,11 @@ static int give_key_password(char *buf, int size, int rwflag, void *arg)
         return -1;
     }
     k->asked = 1;
-    if (k->password == NULL || size <= 0 || (n = strlen(k->password)) > (size_t)size) {
+    if (k->password == NULL || size <= 0) {
+        return -1;
+    }
+    if ((n = strlen(k->password)) > (size_t)size) {
+        k->room = size;
         return -1;
     }
     memcpy(buf, k->password, n);
@@ -163,6 +169,104 @@ void qmtp_tls_free(qmtp_client *c)
     c->tls = NULL;
 }
 
+/* OpenSSL's file readers open(2) without O_NONBLOCK, and a FIFO would
+ * hold them until a writer came: only a regular file is given to them.
+ * 0, or QMTP_E_ARG naming the file (what: its role). */
+static int regular_file(qmtp_client *c, const char *path, const char *what)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        return qmtp_fail(c, QMTP_E_ARG, errno, "the %s %s cannot be used", what, path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "the %s %s cannot be used: not a regular file", what, path);
+    }
+    return QMTP_OK;
+}
+
+/* OpenSSL looks into CA directories only when a certificate is checked:
+ * each of path's (separated by ':', as OpenSSL takes them) that is not a
+ * directory is named now, not at connect. 0 or QMTP_E_ARG/QMTP_E_NOMEM. */
+static int ca_directories(qmtp_client *c, const char *path)
+{
+    const char *p = path;
+
+    while (*p != '\0') {
+        size_t n = strcspn(p, ":");
+
+        if (n > 0) {
+            char *dir = malloc(n + 1);
+            struct stat st;
+            int e;
+
+            if (dir == NULL) {
+                return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
+            }
+            memcpy(dir, p, n);
+            dir[n] = '\0';
+            e = stat(dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+            if (e != 0) {
+                int rc = qmtp_fail(c, QMTP_E_ARG, e, "the CA directory %s cannot be used", dir);
+
+                free(dir);
+                return rc;
+            }
+            free(dir);
+        }
+        p += n;
+        if (*p == ':') {
+            p++;
+        }
+    }
+    return QMTP_OK;
+}
+
+/* The client key (PEM, in key; for the certificate already in ctx): read
+ * here, with the password given or none, never a prompt. 0 or QMTP_E_ARG
+ * saying which of encrypted, wrong password, unreadable, not the
+ * certificate's key. */
+static int use_client_key(qmtp_client *c, SSL_CTX *ctx, const char *key, const char *cert, const char *password)
+{
+    struct key_password kp;
+    EVP_PKEY *pkey;
+    BIO *in;
+    int ok;
+
+    if (regular_file(c, key, "client key") != QMTP_OK) {
+        return c->err;
+    }
+    memset(&kp, 0, sizeof kp);
+    kp.password = password;
+    ERR_clear_error();
+    if ((in = BIO_new_file(key, "r")) == NULL) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
+    }
+    pkey = PEM_read_bio_PrivateKey(in, NULL, give_key_password, &kp);
+    BIO_free(in);
+    if (pkey == NULL) {
+        if (kp.room > 0) {
+            return qmtp_fail(c, QMTP_E_ARG, 0, "the password given for the client key %s is longer than OpenSSL takes (%d bytes)",
+                             key, kp.room);
+        }
+        if (kp.asked && password == NULL) {
+            return qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is encrypted, and no password was given for it", key);
+        }
+        if (kp.asked) {
+            return qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be decrypted with the password given: %s", key,
+                             ssl_reason("bad decrypt"));
+        }
+        return qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("no private key in it"));
+    }
+    ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    if (!ok) {
+        return qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is not the key of the client certificate %s: %s", key, cert,
+                         ssl_reason("unusable"));
+    }
+    return QMTP_OK;
+}
+
 int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
 {
     struct qmtp_tls *t;
@@ -188,17 +292,15 @@ int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
         return qmtp_fail(c, QMTP_E_NOMEM, 0, "TLS cannot be set up: %s", ssl_reason("no TLS context"));
     }
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* No reader of this context prompts for a password (OpenSSL's default
+     * would, on the terminal); the client key's reader has its own. */
+    SSL_CTX_set_default_passwd_cb(t->ctx, give_key_password);
+    SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
     t->verify = o->verify;
-    if (o->verify && o->ca_path != NULL) {
-        /* OpenSSL looks into the directory only when a certificate is
-         * checked: one that is not there is named now, not at connect. */
-        struct stat st;
-        int e = stat(o->ca_path, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-
-        if (e != 0) {
-            tls_free(t);
-            return qmtp_fail(c, QMTP_E_ARG, e, "the CA directory %s cannot be used", o->ca_path);
-        }
+    if (o->verify && ((o->ca_path != NULL && ca_directories(c, o->ca_path) != QMTP_OK) ||
+                      (o->ca_file != NULL && regular_file(c, o->ca_file, "CA certificates") != QMTP_OK))) {
+        tls_free(t);
+        return c->err;
     }
     if (o->verify) {
         int ok = o->ca_file != NULL || o->ca_path != NULL
@@ -214,31 +316,16 @@ int qmtp_set_tls(qmtp_client *c, const qmtp_tls_options *o)
     }
     SSL_CTX_set_verify(t->ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (o->cert_file != NULL) {
-        const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
-        struct key_password kp = { o->key_password, 0 };
-        int key_ok;
+        int rc = regular_file(c, o->cert_file, "client certificate");
 
-        SSL_CTX_set_default_passwd_cb(t->ctx, give_key_password);
-        SSL_CTX_set_default_passwd_cb_userdata(t->ctx, &kp);
-        if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
-            int rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client certificate %s cannot be used: %s", o->cert_file,
-                               ssl_reason("unreadable"));
-            tls_free(t);
-            return rc;
+        if (rc == QMTP_OK && SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
+            rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client certificate %s cannot be used: %s", o->cert_file,
+                           ssl_reason("unreadable"));
         }
-        key_ok = SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) == 1;
-        SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
-        if (!key_ok || SSL_CTX_check_private_key(t->ctx) != 1) {
-            int rc;
-
-            if (!key_ok && kp.asked && kp.password == NULL) {
-                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s is encrypted, and no password was given for it", key);
-            } else if (!key_ok && kp.asked) {
-                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be decrypted with the password given: %s", key,
-                               ssl_reason("bad decrypt"));
-            } else {
-                rc = qmtp_fail(c, QMTP_E_ARG, 0, "the client key %s cannot be used: %s", key, ssl_reason("unreadable"));
-            }
+        if (rc == QMTP_OK) {
+            rc = use_client_key(c, t->ctx, o->key_file != NULL ? o->key_file : o->cert_file, o->cert_file, o->key_password);
+        }
+        if (rc != QMTP_OK) {
             tls_free(t);
             return rc;
         }
@@ -401,6 +488,7 @@ ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
         return -2; /* the session is over: OpenSSL would not say why again */
     }
     ERR_clear_error();
+    errno = 0; /* OpenSSL 1.1 tells an end without close_notify by errno 0 */
     quiet_begin(&q);
     n = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     quiet_end(&q);
@@ -423,6 +511,9 @@ ssize_t qmtp_tls_read(qmtp_client *c, void *buf, size_t len)
      * errno), or bytes that are no record of this session. */
     if (unexpected_eof(e)) {
         snprintf(t->broken, sizeof t->broken, "connection closed by the server without ending TLS (no close_notify)");
+    } else if (ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_SSL &&
+               ERR_GET_REASON(ERR_peek_last_error()) >= SSL_AD_REASON_OFFSET) {
+        snprintf(t->broken, sizeof t->broken, "connection ended by the server with a TLS alert: %s", ssl_reason("unknown"));
     } else {
         snprintf(t->broken, sizeof t->broken, "connection ended by a bad TLS record from the server: %s",
                  ssl_reason("unreadable"));

@@ -74,8 +74,18 @@ case 'options are checked at the caller' => sub {
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL_ca_file => $c->{ca}, DeferConnect => 1) };
     like($@, qr/\ANet::QMTP->new: SSL_ca_file needs SSL => 1 at \Q$0\E line $line\.$/, 'an SSL_ option without SSL');
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_file => "$c->{dir}/none.pem", DeferConnect => 1) };
-    like($@, qr/\ANet::QMTP->new: the CA certificates \Q$c->{dir}\E\/none\.pem cannot be loaded: .* at \Q$0\E line $line\.$/,
+    like($@, qr/\ANet::QMTP->new: the CA certificates \Q$c->{dir}\E\/none\.pem cannot be used: No such file or directory at \Q$0\E line $line\.$/,
         'a CA file that is not there is named');
+    POSIX::mkfifo("$c->{dir}/fifo", 0600) or die "mkfifo: $!";
+    my $t0 = time;
+    for my $o ([ SSL_ca_file => 'CA certificates' ], [ SSL_cert_file => 'client certificate' ]) {
+        eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, $o->[0] => "$c->{dir}/fifo", DeferConnect => 1) };
+        like($@, qr/\ANet::QMTP->new: the $o->[1] \Q$c->{dir}\E\/fifo cannot be used: not a regular file at \Q$0\E line $line\.$/,
+            "a FIFO for $o->[0]: refused, not opened (which would wait for a writer)");
+    }
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_cert_file => $c->{client}, SSL_key_file => "$c->{dir}/fifo", DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the client key \Q$c->{dir}\E\/fifo cannot be used: not a regular file at/, 'a FIFO for SSL_key_file');
+    cmp_ok(time - $t0, '<', 5, '... at once');
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_path => "$c->{dir}/none", DeferConnect => 1) };
     like($@, qr/\ANet::QMTP->new: the CA directory \Q$c->{dir}\E\/none cannot be used: No such file or directory at \Q$0\E line $line\.$/,
         'a CA directory that is not there is named in new(), not at connect');
@@ -90,7 +100,11 @@ case 'options are checked at the caller' => sub {
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_verify_mode => 2, DeferConnect => 1) };
     like($@, qr/\ASSL_verify_mode must be 1 .* or 0 .*, not '2' at \Q$0\E line $line\.$/, 'a verify mode unknown');
     eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_cert_file => $c->{client}, SSL_key_file => $c->{other_key}, DeferConnect => 1) };
-    like($@, qr/\ANet::QMTP->new: the client key .* cannot be used: .* at \Q$0\E line $line\.$/, 'a key that is not the certificate\'s');
+    like($@, qr/\ANet::QMTP->new: the client key \Q$c->{other_key}\E is not the key of the client certificate \Q$c->{client}\E: key values mismatch at \Q$0\E line $line\.$/,
+        'a key that is not the certificate\'s, said so');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', SSL => 1, SSL_ca_path => "$c->{dir}/empty.d:$c->{ca_dir}", DeferConnect => 1) };
+    like($@, qr/\ANet::QMTP->new: the CA directory \Q$c->{dir}\E\/empty\.d cannot be used: No such file or directory at/,
+        'SSL_ca_path: each directory of a list is checked');
     my $q = Net::QMTP->new('localhost', SSL => 1, DeferConnect => 1);
     is($q->{PORT}, 6209, 'SSL => 1: port 6209 unless told');
 };
@@ -113,6 +127,9 @@ for my $w ([ stunnel => $st->port ], [ tlswrapper => $tw->port ]) {
         ok($q->disconnect, 'disconnect (close_notify)');
         ($q, $r) = one($port, SSL => 1, SSL_ca_path => $c->{ca_dir});
         like($r, qr/\Asuccess: /, 'verified with SSL_ca_path, a hashed directory');
+        mkdir "$c->{dir}/empty.d";
+        ($q, $r) = one($port, SSL => 1, SSL_ca_path => "$c->{dir}/empty.d:$c->{ca_dir}");
+        like($r, qr/\Asuccess: /, 'SSL_ca_path: a list of directories, as OpenSSL takes it');
     };
     case "$name: pipelined, several recipients, once-per-package answers found out" => sub {
         $server->clear;
@@ -193,6 +210,7 @@ case 'client certificates' => sub {
     my $s = Test::TLS->stunnel_to($mf->port, cert => $c->{server}, key => $c->{server_key}, ca => $c->{ca}, client => 1);
     my ($q, $r) = one($s->port, %trust);
     ok(!$q || $r !~ /\Asuccess/, 'without a client certificate: refused') or diag $r;
+    like($r, qr/alert certificate required/, '... and the server\'s alert is said as one') or diag $r;
     ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client}, SSL_key_file => $c->{client_key});
     like($r, qr/\Asuccess: /, 'with one: accepted');
     ($q, $r) = one($s->port, %trust, SSL_cert_file => $c->{client_keycert});
@@ -216,6 +234,12 @@ case 'an encrypted client key' => sub {
     like($@, qr/\ANet::QMTP->new: the client key .* cannot be decrypted with the password given: .* at \Q$0\E line $line\.$/,
         'a wrong password, said');
     is($asked, 1, 'SSL_passwd_cb is called once');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { 'x' x 5000 }) };
+    like($@, qr/\ANet::QMTP->new: the password given for the client key .* is longer than OpenSSL takes \(\d+ bytes\) at \Q$0\E line $line\.$/,
+        'a password too long for OpenSSL: said so');
+    eval { $line = __LINE__; Net::QMTP->new('localhost', %key, SSL_cert_file => $c->{server}, SSL_passwd_cb => sub { 'secret' }) };
+    like($@, qr/\ANet::QMTP->new: the client key .* is not the key of the client certificate .*: key values mismatch at/,
+        'decrypted, but not the certificate\'s key: said so, not "wrong password"');
     ok(Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { 'secret' }), 'the right one: new() succeeds');
     my $pw = do { package Test::OverloadedPassword; use overload '""' => sub { 'secret' }; bless [] };
     ok(Net::QMTP->new('localhost', %key, SSL_passwd_cb => sub { $pw }), 'a password object that stringifies');
@@ -455,6 +479,11 @@ case 'a bad TLS record mid-stream' => sub {
         select(undef, undef, undef, 0.2);
         open my $raw, '>&=', fileno($s) or POSIX::_exit(1);
         syswrite($raw, "hello, this is no TLS record\n");
+        # The next connection is served well.
+        my $next = $l->accept or POSIX::_exit(1);
+        $buf = '';
+        sysread($next, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        syswrite($next, '3:Kok,' x 3); # a@x, b@x and c@x
         sleep 5;
     }) or return no_scripted_server();
     my $q = Net::QMTP->new('localhost', Port => $srv->port, %trust, Timeout => 5 * $SLOW, Answers => 'recipient')
@@ -463,10 +492,14 @@ case 'a bad TLS record mid-stream' => sub {
     $q->recipient($_) for qw(a@x b@x);
     $q->message("two recipients\n");
     my $r = $q->send;
-    $srv->stop;
     like($r->{'a@x'}, qr/\Asuccess: ok/, 'the answer before the bad record is kept');
     like($r->{'b@x'}, qr/\Adeferral: .*bad TLS record/, 'the other: a deferral, saying why') or diag explain $r;
     like($q->error, qr/\Aconnection ended by a bad TLS record from the server: /, 'error() says so, not "closed"');
+    ok($q->reconnect, 'the object connects again') or diag $q->error;
+    $q->recipient('c@x');
+    $r = $q->send;
+    like($r && $r->{'c@x'}, qr/\Asuccess: ok/, '... and its new TLS session is not the broken one') or diag explain $r;
+    $srv->stop;
 };
 
 case 'qmtp-send --tls' => sub {
@@ -512,6 +545,22 @@ case 'qmtp-send --tls' => sub {
     ($status, $out, $err) = $run->("hello\n", @key, '--tls-key-password-file', "$c->{dir}/none", 'r@example.net');
     is($status, 100, 'a password file that is not there: 100');
     like($err, qr/\Aqmtp-send: --tls-key-password-file \Q$c->{dir}\E\/none: No such file/, '... naming it');
+    ($status, $out, $err) = $run->("hello\n", '--tls', '--tls-key-password-file', "$c->{dir}/password", 'r@example.net');
+    is($status, 100, 'a password file without --tls-cert: 100');
+    like($err, qr/\Aqmtp-send: --tls-key-password-file goes with --tls-cert/, '... in qmtp-send\'s own terms');
+    # From a pipe (as <(pass show key) gives it), and a FIFO nobody writes.
+    my $fifo = "$c->{dir}/password.fifo";
+    POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
+    # O_RDWR: a writer already there, as the shell's is for <(...).
+    sysopen(my $writer, $fifo, POSIX::O_RDWR()) or die "$fifo: $!";
+    syswrite($writer, "secret\n") == 7 or die "$fifo: $!";
+    ($status, $out, $err) = $run->("hello\n", @key, '--tls-key-password-file', $fifo, 'r@example.net');
+    close $writer;
+    is($status, 0, 'the password from a pipe: exit 0') or diag $err;
+    my $t0 = time;
+    ($status, $out, $err) = $run->("hello\n", @key, '--tls-key-password-file', $fifo, 'r@example.net');
+    is($status, 100, 'a FIFO that nobody writes: 100 ...');
+    cmp_ok(time - $t0, '<', 5, '... at once, no wait for a writer');
 };
 
 case 'the Email::Sender transport with ssl' => sub {

@@ -1334,7 +1334,10 @@ OpenSSL (C<can_tls>).
 =item SSL_ca_file, SSL_ca_path
 
 The CA certificates to trust (a PEM file; a hashed directory, as
-C<openssl rehash> makes), instead of the system's store.
+C<openssl rehash> makes, or several separated by C<:>), instead of the
+system's store. Files given to the C<SSL_*> options must be regular files
+(a FIFO would hold C<new()>); each is read, and each directory checked,
+in C<new()>.
 
 =item SSL_verify_mode
 
@@ -1361,10 +1364,11 @@ certificate's file), for servers that ask for one.
 
 =item SSL_passwd_cb
 
-For an encrypted client key: a code reference returning its password,
-called once, in C<new()>. Without it, an encrypted key is refused in
-C<new()> with an error saying so; Net::QMTP never prompts on the
-terminal.
+For an encrypted client key: a code reference returning its password
+(bytes; OpenSSL takes up to 1024), called once, in C<new()>. Without it,
+an encrypted key is refused in C<new()> with an error saying so, as are a
+wrong password and a key that is not the certificate's; Net::QMTP never
+prompts on the terminal.
 
 =item SSL_min_version
 

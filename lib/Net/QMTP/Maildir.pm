@@ -615,6 +615,7 @@ sub run_cli {
 	if (!$c) {
 		# Net::QMTP refused an option value (a bad port, ...): configuration.
 		(my $why = $@) =~ s/ at \S+ line \d+\.?\n?\z//;
+		$why =~ s/\ANet::QMTP->new: //;
 		return $err->($why);
 	}
 	if (defined $c->{error}) {

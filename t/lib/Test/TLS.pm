@@ -191,8 +191,8 @@ sub scripted_server {
         open STDERR, '>', '/dev/null';
         $SIG{ALRM} = sub { POSIX::_exit(2) };
         alarm 20;
-        $script->($l);
-        POSIX::_exit(0);
+        # A script that dies ends the child, never the rest of the test in it.
+        POSIX::_exit(eval { $script->($l); 1 } ? 0 : 3);
     }
     my $port = $l->sockport;
     close $l;

@@ -141,6 +141,7 @@ sub _client {
     unless ($q) {
         # Net::QMTP's words, with this transport's names for its options.
         (my $why = $@) =~ s/ at \S+ line \d+\.?\n\z//;
+        $why =~ s/\ANet::QMTP->new: //;
         $why =~ s/\A(\w+)/exists $OPTION_NAME{$1} ? $OPTION_NAME{$1} : $1/e;
         _croak($why);
     }
