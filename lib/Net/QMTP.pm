@@ -1991,8 +1991,9 @@ client it serves would wait too. C<send_async> starts a send that waits
 for nothing; the program's own loop watches the connection and tells the
 object when it is ready. It runs on the same engine as C<send()>,
 C<send_many()> and C<send_stream()>, with the same timeouts, the same
-attribution of answers and the same results. For AnyEvent and
-Mojo::IOLoop, L<Net::QMTP::AnyEvent> and L<Net::QMTP::Mojo> do the
+attribution of answers and the same results. For AnyEvent,
+Mojo::IOLoop and IO::Async, L<Net::QMTP::AnyEvent>, L<Net::QMTP::Mojo>
+and L<Net::QMTP::IOAsync> (with a Future of the send, if you like) do the
 watching:
 
  use Net::QMTP::AnyEvent;

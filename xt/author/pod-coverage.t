@@ -15,6 +15,11 @@ SKIP: {
     Test::Pod::Coverage::pod_coverage_ok('Net::QMTP::Mojo');
 }
 SKIP: {
+    skip 'IO::Async or Future not installed: its adapter is not checked', 1
+        unless eval { require IO::Async::Loop; require Future; 1 };
+    Test::Pod::Coverage::pod_coverage_ok('Net::QMTP::IOAsync');
+}
+SKIP: {
     skip 'Email::Sender not installed: the transport is not checked', 2
         unless eval { require Email::Sender::Transport::QMTP; 1 };
     # Moo's and Email::Sender's hooks, and the results it builds, are theirs.

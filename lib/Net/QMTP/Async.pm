@@ -267,8 +267,8 @@ True until the send is over.
 
 A hash where an event-loop adapter keeps its watchers for this send; it
 is dropped, and the watchers with it, when the send ends however it ends.
-L<Net::QMTP::AnyEvent> and L<Net::QMTP::Mojo> use it; an adapter of your
-own can too.
+L<Net::QMTP::AnyEvent>, L<Net::QMTP::Mojo> and L<Net::QMTP::IOAsync> use
+it; an adapter of your own can too.
 
 =head1 SEE ALSO
 

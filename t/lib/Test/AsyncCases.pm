@@ -1,7 +1,8 @@
 package Test::AsyncCases;
 
 # The cases every way of driving send_async must pass (t/45 with a plain
-# poll loop, t/46 with AnyEvent, t/47 with Mojo::IOLoop): each scripted
+# poll loop, t/46 with AnyEvent, t/47 with Mojo::IOLoop, t/48 with
+# IO::Async): each scripted
 # server case is run twice, once through the blocking send_stream and once
 # through the driver, against two servers running the same script, and
 # the results, their order, the count and error() must be the same. Then
