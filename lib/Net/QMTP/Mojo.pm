@@ -60,7 +60,13 @@ sub _arm {
     if (!defined $fd || !defined $guard->{fd} || $guard->{fd} != $fd || $guard->{serial} != $serial) {
         $guard->drop_handle;
         if (defined $fd) {
-            open my $fh, '<&', $fd or Carp::croak("Net::QMTP::Mojo: cannot duplicate descriptor $fd: $!");
+            my $fh;
+            if (!open $fh, '<&', $fd) {
+                # Unwatched, the send would never end (and a croak here
+                # would leave it under way): it ends now, on_done says why.
+                $op->cancel("Net::QMTP::Mojo: cannot duplicate descriptor $fd: $!");
+                return;
+            }
             @$guard{qw(fh fd serial)} = ($fh, $fd, $serial);
             $reactor->io($fh => sub { $ready->($_[1] ? (0, 1) : (1, 0)) });
         }
@@ -139,8 +145,12 @@ is loaded; Net::QMTP does not.
 =head2 send($qmtp, OPTIONS)
 
 A class method: starts C<< $qmtp->send_async(OPTIONS) >> on the Net::QMTP
-object, watched by Mojo::IOLoop, and returns what send_async returns. OPTIONS
-are send_async's, and C<< loop => $loop >> (default: Mojo::IOLoop's singleton). Dies at your line for anything send_async would die for.
+object, watched by Mojo::IOLoop, and returns what send_async returns.
+OPTIONS are send_async's, and C<< loop => $loop >> (default:
+Mojo::IOLoop's singleton). Dies at your line for anything send_async
+would die for. Should the descriptor not be duplicated (the process is
+out of descriptors), the send ends at once, cancelled, its error saying
+why.
 
 =head1 SEE ALSO
 
