@@ -33,19 +33,8 @@ sub send {
 # Watches what the engine waits for now; nothing once the send is over.
 sub _arm {
     my ($op, $q) = @_;
-    # A send that is over (its op may be gone) never takes up the object's
-    # next one, which its own start watches.
-    return unless $op && $op->pending;
-    my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
+    my ($fd, $read, $write, $after, $serial, $ready) = Net::QMTP::Async::_wants($op, $q, \&_arm) or return;
     my $watch = $op->watch;
-    Scalar::Util::weaken(my $wop = $op);
-    Scalar::Util::weaken(my $wq = $q);
-    my $ready = sub {
-        my ($r, $w) = @_;
-        return unless $wop && $wq;
-        $wq->async_ready($r, $w);
-        _arm($wop, $wq);
-    };
     # A descriptor number seen before may be another connection by now.
     if (!defined $fd || !defined $watch->{fd} || $watch->{fd} != $fd || $watch->{serial} != $serial) {
         delete @$watch{qw(r w)};

@@ -233,6 +233,48 @@ sub pending { return $_[0]{phase} ne 'done' ? 1 : 0 }
 # emptied (and the watchers destroyed) when the send ends, however it ends.
 sub watch { return $_[0]{phase} ne 'done' ? ($_[0]{watch} ||= {}) : {} }
 
+# For the adapters of this distribution: what the engine waits for now,
+# as ($fd, $read, $write, $after, $serial, $ready), or nothing once the
+# send is over (its op may be gone: a send that is over never takes up
+# the object's next one, which its own start watches). $ready->($r, $w)
+# tells the engine, then calls $rearm->($op, $q) to watch what it waits
+# for next; it holds neither, so the loop's callbacks keep nothing alive.
+sub _wants {
+    my ($op, $q, $rearm) = @_;
+    return unless $op && $op->pending;
+    my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
+    Scalar::Util::weaken(my $wop = $op);
+    Scalar::Util::weaken(my $wq = $q);
+    my $ready = sub {
+        my ($r, $w) = @_;
+        return unless $wop && $wq;
+        $wq->async_ready($r, $w);
+        $rearm->($wop, $wq);
+    };
+    return ($fd, $read, $write, $after, $serial, $ready);
+}
+
+# For adapters whose loop watches Perl handles: makes $guard's {fh} a
+# duplicate of $fd (closing a handle on the engine's own descriptor would
+# close the connection under it), unless it is one of this connection
+# already; $drop->() lets the loop go of the old one first. 2 for a new
+# duplicate, 1 when there is none to make or it is there already; 0 when
+# none can be made: the send is cancelled then, saying why (left
+# unwatched, it would never end).
+sub _dup_for {
+    my ($op, $guard, $fd, $serial, $drop, $who) = @_;
+    return 1 if defined $fd && defined $guard->{fd} && $guard->{fd} == $fd && $guard->{serial} == $serial;
+    $drop->();
+    return 1 unless defined $fd;
+    my $fh;
+    if (!open $fh, '<&', $fd) {
+        $op->cancel("$who: cannot duplicate descriptor $fd: $!");
+        return 0;
+    }
+    @$guard{qw(fh fd serial)} = ($fh, $fd, $serial);
+    return 2;
+}
+
 1;
 
 __END__

@@ -85,34 +85,12 @@ sub _check {
 # Watches what the engine waits for now; nothing once the send is over.
 sub _arm {
     my ($op, $q, $loop) = @_;
-    # A send that is over (its op may be gone) never takes up the object's
-    # next one, which its own start watches.
-    return unless $op && $op->pending;
-    my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
-    my $watch = $op->watch;
-    Scalar::Util::weaken(my $wop = $op);
-    Scalar::Util::weaken(my $wq = $q);
-    my $ready = sub {
-        my ($r, $w) = @_;
-        return unless $wop && $wq;
-        $wq->async_ready($r, $w);
-        _arm($wop, $wq, $loop);
-    };
-    my $guard = $watch->{guard} ||= Net::QMTP::IOAsync::_Guard->new($loop);
-    # A descriptor number seen before may be another connection by now.
-    if (!defined $fd || !defined $guard->{fd} || $guard->{fd} != $fd || $guard->{serial} != $serial) {
-        $guard->drop_handle;
-        if (defined $fd) {
-            my $fh;
-            if (!open $fh, '<&', $fd) {
-                # Unwatched, the send would never end: it ends now, and
-                # on_done says why.
-                $op->cancel("Net::QMTP::IOAsync: cannot duplicate descriptor $fd: $!");
-                return;
-            }
-            @$guard{qw(fh fd serial r w)} = ($fh, $fd, $serial, 0, 0);
-        }
-    }
+    my ($fd, $read, $write, $after, $serial, $ready) =
+        Net::QMTP::Async::_wants($op, $q, sub { _arm(@_, $loop) }) or return;
+    my $guard = $op->watch->{guard} ||= Net::QMTP::IOAsync::_Guard->new($loop);
+    my $dup = Net::QMTP::Async::_dup_for($op, $guard, $fd, $serial, sub { $guard->drop_handle }, __PACKAGE__)
+        or return;
+    @$guard{qw(r w)} = (0, 0) if $dup == 2; # nothing watched on it yet
     if (my $fh = $guard->{fh}) {
         $read  = $read  ? 1 : 0;
         $write = $write ? 1 : 0;

@@ -43,34 +43,12 @@ sub send {
 
 sub _arm {
     my ($op, $q, $reactor) = @_;
-    # A send that is over (its op may be gone) never takes up the object's
-    # next one, which its own start watches.
-    return unless $op && $op->pending;
-    my ($fd, $read, $write, $after, $serial) = $q->async_wants or return;
-    my $watch = $op->watch;
-    Scalar::Util::weaken(my $wop = $op);
-    Scalar::Util::weaken(my $wq = $q);
-    my $ready = sub {
-        my ($r, $w) = @_;
-        return unless $wop && $wq;
-        $wq->async_ready($r, $w);
-        _arm($wop, $wq, $reactor);
-    };
-    my $guard = $watch->{guard} ||= Net::QMTP::Mojo::_Guard->new($reactor);
-    if (!defined $fd || !defined $guard->{fd} || $guard->{fd} != $fd || $guard->{serial} != $serial) {
-        $guard->drop_handle;
-        if (defined $fd) {
-            my $fh;
-            if (!open $fh, '<&', $fd) {
-                # Unwatched, the send would never end (and a croak here
-                # would leave it under way): it ends now, on_done says why.
-                $op->cancel("Net::QMTP::Mojo: cannot duplicate descriptor $fd: $!");
-                return;
-            }
-            @$guard{qw(fh fd serial)} = ($fh, $fd, $serial);
-            $reactor->io($fh => sub { $ready->($_[1] ? (0, 1) : (1, 0)) });
-        }
-    }
+    my ($fd, $read, $write, $after, $serial, $ready) =
+        Net::QMTP::Async::_wants($op, $q, sub { _arm(@_, $reactor) }) or return;
+    my $guard = $op->watch->{guard} ||= Net::QMTP::Mojo::_Guard->new($reactor);
+    my $dup = Net::QMTP::Async::_dup_for($op, $guard, $fd, $serial, sub { $guard->drop_handle }, __PACKAGE__)
+        or return;
+    $reactor->io($guard->{fh} => sub { $ready->($_[1] ? (0, 1) : (1, 0)) }) if $dup == 2;
     $reactor->watch($guard->{fh}, $read ? 1 : 0, $write ? 1 : 0) if $guard->{fh};
     $reactor->remove($guard->{timer}) if defined $guard->{timer};
     $guard->{timer} = $reactor->timer($after => sub { $ready->(0, 0) });
