@@ -318,9 +318,7 @@ case 'faults: closed mid-handshake, and silent in it' => sub {
 case 'one answer, then a hang-up without close_notify: no once-per-package answer' => sub {
     my $srv = Test::TLS->scripted_server($c, sub {
         my ($l) = @_;
-        my $s = $l->accept or POSIX::_exit(1);
-        my $buf = '';
-        sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        my $s = Test::TLS::accept_package($l);
         syswrite($s, '3:Kok,');
         my $end = time + 5;
         while (time < $end) { my $n = sysread($s, my $more, 100); last if defined $n && $n == 0; select(undef, undef, undef, 0.05) }
@@ -430,11 +428,9 @@ case 'a failed handshake at one address: the next address is tried' => sub {
     }
     my $good = Test::TLS->scripted_server($c, sub {
         my ($l) = @_;
-        my $s = $l->accept or POSIX::_exit(1);
-        my $buf = '';
-        sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        my $s = Test::TLS::accept_package($l);
         syswrite($s, '7:Ksecond,');
-        sysread($s, $buf, 1);
+        sysread($s, my $end, 1); # until the client goes
     }, local => $hosts[1]) or return no_scripted_server();
     require IO::Socket::IP;
     my $l = IO::Socket::IP->new(LocalHost => $hosts[0], LocalPort => $good->port, Listen => 5, ReuseAddr => 1)
@@ -472,17 +468,13 @@ case 'a failed handshake at one address: the next address is tried' => sub {
 case 'a bad TLS record mid-stream' => sub {
     my $srv = Test::TLS->scripted_server($c, sub {
         my ($l) = @_;
-        my $s = $l->accept or POSIX::_exit(1);
-        my $buf = '';
-        sysread($s, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        my $s = Test::TLS::accept_package($l);
         syswrite($s, '3:Kok,');
         select(undef, undef, undef, 0.2);
         open my $raw, '>&=', fileno($s) or POSIX::_exit(1);
         syswrite($raw, "hello, this is no TLS record\n");
         # The next connection is served well.
-        my $next = $l->accept or POSIX::_exit(1);
-        $buf = '';
-        sysread($next, $buf, 65536) or POSIX::_exit(1) until $buf =~ /,,\z/;
+        my $next = Test::TLS::accept_package($l);
         syswrite($next, '3:Kok,' x 3); # a@x, b@x and c@x
         sleep 5;
     }) or return no_scripted_server();

@@ -199,6 +199,17 @@ sub scripted_server {
     return bless { pid => $pid, port => $port, creator => $$ }, $class;
 }
 
+# In a scripted server: the next connection, once a whole package (one
+# recipient: the read ends at the ",," that ends the recipients) is read
+# from it. Ends the child when the client goes first.
+sub accept_package {
+    my ($l) = @_;
+    my $s = $l->accept or POSIX::_exit(1);
+    my $buf = '';
+    sysread($s, $buf, 65536, length $buf) or POSIX::_exit(1) until $buf =~ /,,\z/;
+    return $s;
+}
+
 sub _slurp { my ($f) = @_; open my $fh, '<', $f or return ''; local $/; return scalar <$fh> }
 
 sub port { $_[0]{port} }
