@@ -39,6 +39,7 @@ void qmtp_free(qmtp_client *c)
     qmtp_run_free(c);
     qmtp_connecting_free(c);
     qmtp_tls_free(c);
+    qmtp_resolver_drop(c);
     free(c->pkgs);
     free(c->slots);
     free(c->host);

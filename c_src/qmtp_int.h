@@ -186,6 +186,10 @@ int qmtp_call_limit_reached(const qmtp_client *c);
  * with 0. */
 int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms);
 
+/* For qmtp_free: every lookup is let go; one still running is freed by
+ * its thread when done. */
+void qmtp_resolver_drop(qmtp_client *c);
+
 /* Called on EINTR: 0 to go on, else the status to stop with. */
 int qmtp_interrupted(qmtp_client *c);
 

@@ -19,26 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* getaddrinfo, waiting as long as the resolver does. 0 with the addresses
- * in c->pending_ai, or QMTP_E_RESOLVE. */
-static int resolve_blocking(qmtp_client *c, const char *host, const char *port)
-{
-    struct addrinfo hints;
-    struct addrinfo *list = NULL;
-    int gai;
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    gai = getaddrinfo(host, port, &hints, &list);
-    if (gai != 0) {
-        return qmtp_fail(c, QMTP_E_RESOLVE, gai == EAI_SYSTEM ? errno : 0,
-                         "cannot resolve '%s' port '%s': %s", host, port, gai_strerror(gai));
-    }
-    c->pending_ai = list;
-    return QMTP_OK;
-}
-
 static int resolve_timed_out(qmtp_client *c, const char *host)
 {
     if (qmtp_call_limit_reached(c)) {
@@ -63,12 +43,34 @@ struct qmtp_lookup {
     struct addrinfo *result;
     int gai;
     int gai_errno;           /* errno of EAI_SYSTEM, in the thread */
-    int done;                /* the thread's last touch (atomic) */
+    int state;               /* RUNNING, DONE or ORPHANED (atomic) */
     int wake[2];             /* the thread writes a byte to wake[1] */
     struct qmtp_lookup *next;
     pid_t pid;               /* of the process whose thread runs it */
     char names[];            /* host NUL port NUL */
 };
+
+enum { RUNNING = 0, DONE = 1, ORPHANED = 2 };
+
+/* Lookups whose thread runs, in this process: a name server that never
+ * answers, and a caller that tries again and again, must not pile up
+ * threads without end. Past the limit a lookup fails at once. The count
+ * is the process's: a forked child starts it afresh (its parent's
+ * threads are not its own). Process-wide, as threads are. */
+#define MAX_LOOKUPS 64
+static int lookups_running;
+static pid_t lookups_pid;
+
+static void count_lookup(int by)
+{
+    pid_t me = getpid();
+
+    if (__atomic_load_n(&lookups_pid, __ATOMIC_ACQUIRE) != me) {
+        __atomic_store_n(&lookups_running, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&lookups_pid, me, __ATOMIC_RELEASE);
+    }
+    __atomic_add_fetch(&lookups_running, by, __ATOMIC_ACQ_REL);
+}
 
 static void lookup_free(struct qmtp_lookup *q)
 {
@@ -93,7 +95,11 @@ static void *lookup_run(void *arg)
     /* The byte first: once done is seen, the pipe may be closed. */
     w = write(q->wake[1], &byte, 1);
     (void)w;
-    __atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+    count_lookup(-1);
+    /* The owner gave q up (qmtp_free) while this ran: it is this thread's. */
+    if (__atomic_exchange_n(&q->state, DONE, __ATOMIC_ACQ_REL) == ORPHANED) {
+        lookup_free(q);
+    }
     return NULL;
 }
 
@@ -111,7 +117,14 @@ static void lookup_unlink(qmtp_client *c, const struct qmtp_lookup *q)
  * child's copy (the thread writes to the parent's). */
 static int lookup_released(const struct qmtp_lookup *q)
 {
-    return q->pid != getpid() || __atomic_load_n(&q->done, __ATOMIC_ACQUIRE);
+    return q->pid != getpid() || __atomic_load_n(&q->state, __ATOMIC_ACQUIRE) == DONE;
+}
+
+/* 1 when q is a forked child's copy of a lookup its parent's thread was
+ * still running: no thread here will ever finish it. */
+static int lookup_foreign_unfinished(const struct qmtp_lookup *q)
+{
+    return q->pid != getpid() && __atomic_load_n(&q->state, __ATOMIC_ACQUIRE) != DONE;
 }
 
 /* Gives up on q: freed now if it can be, else left listed for reaping. */
@@ -127,6 +140,12 @@ static int pipe_for_wake(int fd[2])
 {
     int i;
 
+#ifdef __linux__
+    /* At once close-on-exec: another thread may fork and exec meanwhile. */
+    if (pipe2(fd, O_CLOEXEC | O_NONBLOCK) == 0) {
+        return 0;
+    }
+#endif
     if (pipe(fd) != 0) {
         return -1;
     }
@@ -142,8 +161,10 @@ static int pipe_for_wake(int fd[2])
     return 0;
 }
 
-/* Starts looking up host and port. 0, with the lookup listed in *out, or
- * -1 when no thread can be started for it (no memory, descriptors, threads). */
+/* Starts looking up host and port: 0, with the lookup listed in *out;
+ * else QMTP_E_RESOLVE with the client's error saying why no thread could
+ * be started for it (too many running, no memory, descriptors, threads):
+ * never a lookup without its deadline instead. */
 static int lookup_start(qmtp_client *c, const char *host, const char *port, struct qmtp_lookup **out)
 {
     size_t hlen = strlen(host) + 1;
@@ -156,12 +177,14 @@ static int lookup_start(qmtp_client *c, const char *host, const char *port, stru
     int rc;
 
     if (q == NULL) {
-        return -1;
+        return qmtp_fail(c, QMTP_E_RESOLVE, 0, "cannot resolve '%s': out of memory", host);
     }
     memset(q, 0, sizeof *q);
     if (pipe_for_wake(q->wake) != 0) {
+        int e = errno;
+
         free(q);
-        return -1;
+        return qmtp_fail(c, QMTP_E_RESOLVE, e, "cannot resolve '%s': no pipe for the lookup", host);
     }
     memcpy(q->names, host, hlen);
     memcpy(q->names + hlen, port, plen);
@@ -170,6 +193,15 @@ static int lookup_start(qmtp_client *c, const char *host, const char *port, stru
     q->pid = getpid();
     q->next = c->lookups;
     c->lookups = q;
+    count_lookup(1);
+    if (__atomic_load_n(&lookups_running, __ATOMIC_ACQUIRE) > MAX_LOOKUPS) {
+        count_lookup(-1);
+        lookup_unlink(c, q);
+        lookup_free(q);
+        return qmtp_fail(c, QMTP_E_RESOLVE, 0,
+                         "cannot resolve '%s': %d lookups of this process still wait for the name server", host,
+                         MAX_LOOKUPS);
+    }
     /* Signals stay with the caller's threads: the lookup's blocks them all. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -181,12 +213,13 @@ static int lookup_start(qmtp_client *c, const char *host, const char *port, stru
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        count_lookup(-1);
         lookup_unlink(c, q);
         lookup_free(q);
-        return -1;
+        return qmtp_fail(c, QMTP_E_RESOLVE, rc, "cannot resolve '%s': no thread for the lookup", host);
     }
     *out = q;
-    return 0;
+    return QMTP_OK;
 }
 
 /* Waits up to ms (> 0) for q's thread to wake it. EINTR when a signal
@@ -254,11 +287,23 @@ int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
     if (numeric(c, host, port) == 0) {
         return QMTP_OK;
     }
-    if (lookup_start(c, host, port, &q) != 0) {
-        return resolve_blocking(c, host, port);
+    if (lookup_start(c, host, port, &q) != QMTP_OK) {
+        return c->err;
     }
-    while (!lookup_released(q)) {
+    for (;;) {
         int64_t now = qmtp_now_ms();
+
+        if (lookup_foreign_unfinished(q)) {
+            /* Forked (by a signal handler) while the parent's thread ran
+             * it: looked up again here. */
+            lookup_abandon(c, q);
+            if (lookup_start(c, host, port, &q) != QMTP_OK) {
+                return c->err;
+            }
+        }
+        if (lookup_released(q)) {
+            break;
+        }
 
         if (now >= deadline) {
             lookup_abandon(c, q);
@@ -282,8 +327,8 @@ int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64
     if (numeric(c, host, port) == 0) {
         return QMTP_OK;
     }
-    if (lookup_start(c, host, port, &q) != 0) {
-        return resolve_blocking(c, host, port);
+    if (lookup_start(c, host, port, &q) != QMTP_OK) {
+        return c->err;
     }
     c->resolving = q;
     c->resolve_deadline = deadline;
@@ -296,6 +341,15 @@ int qmtp_resolve_poll(qmtp_client *c)
 
     if (q == NULL) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "no lookup is under way");
+    }
+    if (lookup_foreign_unfinished(q)) {
+        /* A forked child's copy: its parent's thread runs it, not ours. */
+        lookup_abandon(c, q);
+        c->resolving = NULL;
+        if (lookup_start(c, c->host, c->port, &q) != QMTP_OK) {
+            return c->err;
+        }
+        c->resolving = q;
     }
     if (!lookup_released(q)) {
         if (qmtp_now_ms() < c->resolve_deadline) {
@@ -346,7 +400,48 @@ int qmtp_resolver_reap(qmtp_client *c, int64_t wait_ms)
     }
 }
 
+void qmtp_resolver_drop(qmtp_client *c)
+{
+    while (c->lookups != NULL) {
+        struct qmtp_lookup *q = c->lookups;
+
+        c->lookups = q->next;
+        if (q->pid != getpid()) {
+            lookup_free(q);
+        } else if (__atomic_exchange_n(&q->state, ORPHANED, __ATOMIC_ACQ_REL) == DONE) {
+            lookup_free(q); /* its thread ended meanwhile */
+        }
+        /* else its thread frees it when done */
+    }
+    c->resolving = NULL;
+}
+
 #else /* no threads: the lookup waits as long as the resolver does */
+
+/* getaddrinfo, waiting as long as the resolver does. 0 with the addresses
+ * in c->pending_ai, or QMTP_E_RESOLVE. */
+static int resolve_blocking(qmtp_client *c, const char *host, const char *port)
+{
+    struct addrinfo hints;
+    struct addrinfo *list = NULL;
+    int gai;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    gai = getaddrinfo(host, port, &hints, &list);
+    if (gai != 0) {
+        return qmtp_fail(c, QMTP_E_RESOLVE, gai == EAI_SYSTEM ? errno : 0,
+                         "cannot resolve '%s' port '%s': %s", host, port, gai_strerror(gai));
+    }
+    c->pending_ai = list;
+    return QMTP_OK;
+}
+
+void qmtp_resolver_drop(qmtp_client *c)
+{
+    (void)c;
+}
 
 int qmtp_resolve_start(qmtp_client *c, const char *host, const char *port, int64_t deadline)
 {

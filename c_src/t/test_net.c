@@ -10,6 +10,7 @@
 #include "../qmtp_int.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -26,9 +27,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The same test as qmtp_net.c's: without getaddrinfo_a, lookups wait as
- * long as the resolver does, and the name server tests cannot pass. */
-#if defined(GAI_NOWAIT) && !defined(QMTP_NO_GETADDRINFO_A) && defined(__linux__)
+/* Built without resolver threads, lookups wait as long as the resolver
+ * does, and the name server tests cannot pass. */
+#if !defined(QMTP_NO_RESOLVER_THREAD) && defined(__linux__)
 #define NAME_SERVER_TESTS 1
 #endif
 
@@ -482,12 +483,32 @@ static int enter_namespaces(const char *dir, const char **why)
     return s;
 }
 
+/* Descriptors this process has open. */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
 /* In the namespaces: every lookup through DNS hangs, each for about 1 s
  * (resolv.conf: timeout:1 attempts:1). */
 static void ns_tests(void)
 {
     const char *hangs = "name.that.hangs";
     qmtp_client *c = qmtp_new();
+    qmtp_client *many[65];
+    int before;
+    int i;
     struct sigaction sa;
     unsigned short port = 0;
     int fill[3][8];
@@ -582,6 +603,69 @@ static void ns_tests(void)
     }
     hook_mode = 0;
     qmtp_set_interrupt_hook(c, NULL, NULL);
+
+    /* Lookups given up by clients that are then freed go with their
+     * threads, pipes and all: a daemon that retries a dead name server
+     * must not run out of descriptors. */
+    before = count_fds();
+    for (i = 0; i < 5; i++) {
+        qmtp_client *d = qmtp_new();
+
+        qmtp_set_timeouts(d, 100, 2000, 100);
+        qmtp_connect(d, hangs, "209");
+        qmtp_free(d);
+    }
+    CHECK(count_fds() > before, "five lookups given up, their clients freed: their threads still run");
+    t0 = qmtp_now_ms();
+    while (count_fds() > before && since(t0) < 3000) {
+        poll(NULL, 0, 20);
+    }
+    CHECK(count_fds() <= before, "... and free them when done: %d descriptors, %d before", count_fds(), before);
+
+    /* A forked child's copy of a lookup its parent's thread runs is looked
+     * up again in the child, by the same deadline (no thread of the
+     * child's would ever end the copy). */
+    qmtp_set_timeouts(c, 400, 2000, 100);
+    rc = qmtp_connect_start(c, hangs, "209");
+    CHECK(rc == QMTP_RUNNING, "a lookup under way: rc %d", rc);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        t0 = qmtp_now_ms();
+        alarm(10);
+        while ((rc = qmtp_step(c, 0)) == QMTP_RUNNING) {
+            poll(NULL, 0, 5);
+        }
+        _exit(rc == QMTP_E_RESOLVE && strstr(qmtp_errstr(c), "timed out") != NULL && since(t0) >= 250 &&
+                      since(t0) < 1000 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a forked child's copy of a running lookup: looked up again, timed out by its deadline (status %d)", status);
+    qmtp_cancel(c, "done");
+
+    /* No more than 64 lookups wait at once (those given up above may
+     * still run): the next fails at once, saying why. */
+    for (i = 0; i < 65; i++) {
+        many[i] = qmtp_new();
+        qmtp_set_timeouts(many[i], 5000, 2000, 100);
+        rc = qmtp_connect_start(many[i], hangs, "209");
+        if (rc != QMTP_RUNNING) {
+            break;
+        }
+    }
+    CHECK(i >= 50 && i < 65 && rc == QMTP_E_RESOLVE &&
+              strstr(qmtp_errstr(many[i]), "64 lookups of this process still wait for the name server") != NULL,
+          "lookup %d fails at once, saying why: rc %d, '%s'", i, rc, i < 65 ? qmtp_errstr(many[i]) : "");
+    for (i = i < 65 ? i : 64; i >= 0; i--) {
+        qmtp_cancel(many[i], "done");
+        qmtp_free(many[i]);
+    }
+    t0 = qmtp_now_ms();
+    while (count_fds() > before && since(t0) < 5000) {
+        poll(NULL, 0, 20);
+    }
+    CHECK(count_fds() <= before, "... and their threads end, freeing them (%d descriptors, %d before)", count_fds(), before);
 
     /* Names from the hosts file still resolve at once. two.test has three
      * addresses that never answer: the connect timeout ends the first, the
@@ -699,7 +783,7 @@ static void test_namespaces(void)
 
 static void test_namespaces(void)
 {
-    printf("skip: name server tests: they need Linux namespaces and getaddrinfo_a\n");
+    printf("skip: name server tests: they need Linux namespaces and resolver threads\n");
 }
 
 #endif
