@@ -1967,7 +1967,9 @@ handshake that fails for another reason, or takes longer than
 C<ConnectTimeout>, says so. A name's addresses are tried in turn, as
 without TLS: a handshake or certificate that fails at one moves on to the
 next, and when none connects, the error is the last handshake's (a server
-was there) rather than a refusal after it. C<SSL_fingerprint> pins the
+was there) rather than a refusal after it. Each address has its own
+C<ConnectTimeout> for connecting and again for the handshake: for a name
+with several silent addresses, C<TotalTimeout> bounds the whole. C<SSL_fingerprint> pins the
 certificate; C<SSL_verify_mode =E<gt> 0> turns checking off, which is
 unsafe and must be said.
 

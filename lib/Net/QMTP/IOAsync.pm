@@ -208,9 +208,10 @@ given, are still called, before the Future is done.
 
 A failed delivery is not a failed Future: the results say what became
 of each job (refused, deferred, not sent), and C<$error> what ended the
-send, as in send_async. The Future fails only when the send could not
-start, and that is a die at your line, as for C<send>, not a failed
-Future.
+send, as in send_async. The Future never fails: a send that cannot start
+dies at your line, as C<send> does. Should your C<on_done> die, the
+Future is done all the same, and the die goes on to the loop (out of
+C<< $loop->run >>, or C<< $f->get >> while it runs the loop).
 
 Cancelling the Future (C<< $f->cancel >>) cancels the send, as
 C<< $op->cancel('cancelled: the Future was cancelled') >> would: answers
