@@ -128,6 +128,7 @@ static int lookup_foreign_unfinished(const struct qmtp_lookup *q)
 }
 
 /* Gives up on q: freed now if it can be, else left listed for reaping. */
+
 static void lookup_abandon(qmtp_client *c, struct qmtp_lookup *q)
 {
     if (lookup_released(q)) {
@@ -222,6 +223,25 @@ static int lookup_start(qmtp_client *c, const char *host, const char *port, stru
     return QMTP_OK;
 }
 
+/* A forked child's copy of a lookup its parent's thread still runs is
+ * started again here (no thread of this process would end it). 0, or
+ * the status of a start that failed (*q is NULL then). */
+static int lookup_own(qmtp_client *c, struct qmtp_lookup **q)
+{
+    struct qmtp_lookup *copy = *q;
+    int rc;
+
+    if (!lookup_foreign_unfinished(copy)) {
+        return QMTP_OK;
+    }
+    rc = lookup_start(c, copy->names, copy->names + strlen(copy->names) + 1, q);
+    if (rc != QMTP_OK) {
+        *q = NULL;
+    }
+    lookup_abandon(c, copy);
+    return rc;
+}
+
 /* Waits up to ms (> 0) for q's thread to wake it. EINTR when a signal
  * came, else 0 (q may not be done). */
 static int lookup_wait(const struct qmtp_lookup *q, int64_t ms)
@@ -293,13 +313,9 @@ int qmtp_resolve(qmtp_client *c, const char *host, const char *port)
     for (;;) {
         int64_t now = qmtp_now_ms();
 
-        if (lookup_foreign_unfinished(q)) {
-            /* Forked (by a signal handler) while the parent's thread ran
-             * it: looked up again here. */
-            lookup_abandon(c, q);
-            if (lookup_start(c, host, port, &q) != QMTP_OK) {
-                return c->err;
-            }
+        /* A signal handler may have forked meanwhile. */
+        if (lookup_own(c, &q) != QMTP_OK) {
+            return c->err;
         }
         if (lookup_released(q)) {
             break;
@@ -342,15 +358,10 @@ int qmtp_resolve_poll(qmtp_client *c)
     if (q == NULL) {
         return qmtp_fail(c, QMTP_E_STATE, 0, "no lookup is under way");
     }
-    if (lookup_foreign_unfinished(q)) {
-        /* A forked child's copy: its parent's thread runs it, not ours. */
-        lookup_abandon(c, q);
-        c->resolving = NULL;
-        if (lookup_start(c, c->host, c->port, &q) != QMTP_OK) {
-            return c->err;
-        }
-        c->resolving = q;
+    if (lookup_own(c, &c->resolving) != QMTP_OK) {
+        return c->err;
     }
+    q = c->resolving;
     if (!lookup_released(q)) {
         if (qmtp_now_ms() < c->resolve_deadline) {
             return QMTP_RUNNING;
