@@ -190,36 +190,31 @@ static int regular_file(qmtp_client *c, const char *path, const char *what)
  * directory is named now, not at connect. 0 or QMTP_E_ARG/QMTP_E_NOMEM. */
 static int ca_directories(qmtp_client *c, const char *path)
 {
-    const char *p = path;
+    char *list = copy(path);
+    char *dir = list;
+    int rc = QMTP_OK;
 
-    while (*p != '\0') {
-        size_t n = strcspn(p, ":");
-
-        if (n > 0) {
-            char *dir = malloc(n + 1);
-            struct stat st;
-            int e;
-
-            if (dir == NULL) {
-                return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
-            }
-            memcpy(dir, p, n);
-            dir[n] = '\0';
-            e = stat(dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-            if (e != 0) {
-                int rc = qmtp_fail(c, QMTP_E_ARG, e, "the CA directory %s cannot be used", dir);
-
-                free(dir);
-                return rc;
-            }
-            free(dir);
-        }
-        p += n;
-        if (*p == ':') {
-            p++;
-        }
+    if (list == NULL) {
+        return qmtp_fail(c, QMTP_E_NOMEM, 0, "out of memory");
     }
-    return QMTP_OK;
+    while (dir != NULL && rc == QMTP_OK) {
+        char *next = strchr(dir, ':');
+        struct stat st;
+
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        if (*dir != '\0') {
+            int e = stat(dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+
+            if (e != 0) {
+                rc = qmtp_fail(c, QMTP_E_ARG, e, "the CA directory %s cannot be used", dir);
+            }
+        }
+        dir = next;
+    }
+    free(list);
+    return rc;
 }
 
 /* The client key (PEM, in key; for the certificate already in ctx): read
