@@ -58,6 +58,7 @@
  * FUZZ_ENGINE_SKIP=timing,pkgerror,sendfile,sigpipe leaves those checks out. */
 #define _GNU_SOURCE 1
 #include "../qmtp_int.h"
+#include "fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1233,24 +1234,6 @@ static void peer_wait_done(void)
 
 /* ------------------------------------------------------------------ */
 /* The client side. */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            n++;
-        }
-    }
-    closedir(d);
-    return n - 1; /* the directory's own */
-}
 
 static int hook_calls;
 static int hook_stopped;

@@ -8,6 +8,7 @@
  * Prints "N passed, N failed". */
 #define _GNU_SOURCE 1
 #include "../qmtp_int.h"
+#include "fds.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -481,23 +482,6 @@ static int enter_namespaces(const char *dir, const char **why)
         return -1;
     }
     return s;
-}
-
-/* Descriptors this process has open. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n - 1; /* the directory's own */
 }
 
 /* In the namespaces: every lookup through DNS hangs, each for about 1 s
